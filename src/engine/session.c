@@ -1,0 +1,153 @@
+/*
+ * Sessions: allocation of the KV cache and scratch, and plm_decode, which
+ * feeds tokens through the forward pass in batches.
+ */
+#include "engine/session.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Floats a session allocates, by buffer, for n_ctx positions. */
+struct session_sizes {
+    size_t kv_cache; /* each of key and value */
+    size_t batch;    /* x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
+    size_t other;    /* scores, rope tables, logits */
+};
+
+static struct session_sizes session_sizes(const struct plm_model *m, int n_ctx)
+{
+    const struct plm_hparams *hp = &m->hp;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    struct session_sizes z;
+    z.kv_cache = (size_t)hp->n_layer * n_ctx * kv_dim;
+    z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
+    z.other = (size_t)n_ctx + 3 * (size_t)(hp->head_dim / 2) + (size_t)hp->n_vocab;
+    return z;
+}
+
+uint64_t plm_session_memory_needed(const plm_model *m, int n_ctx)
+{
+    if (n_ctx <= 0)
+        n_ctx = m->hp.n_ctx_train;
+    struct session_sizes z = session_sizes(m, n_ctx);
+    return (uint64_t)(2 * z.kv_cache + z.batch + z.other) * sizeof(float) + sizeof(struct plm_session);
+}
+
+/* Inverse frequency of each rotated pair: base^(-2i/head_dim), divided by the
+ * model's per-pair factor when it has one (Llama 3.x rope scaling). */
+static void init_rope(struct plm_session *s)
+{
+    const struct plm_model *m = s->model;
+    int head_dim = m->hp.head_dim;
+    for (int i = 0; i < head_dim / 2; i++) {
+        double inv_freq = pow(m->hp.rope_freq_base, -2.0 * i / head_dim);
+        if (m->rope_freq_factors)
+            inv_freq /= m->rope_freq_factors[i];
+        s->rope_inv_freq[i] = (float)inv_freq;
+    }
+}
+
+static float *take(float **cursor, size_t n)
+{
+    float *p = *cursor;
+    *cursor += n;
+    return p;
+}
+
+static int allocate_buffers(struct plm_session *s)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    struct session_sizes z = session_sizes(s->model, s->n_ctx);
+    s->key_cache = calloc(z.kv_cache, sizeof(float));
+    s->value_cache = calloc(z.kv_cache, sizeof(float));
+    float *scratch = calloc(z.batch + z.other, sizeof(float));
+    if (!s->key_cache || !s->value_cache || !scratch) {
+        free(scratch);
+        return plm_fail(PLM_ERR_NOMEM, "out of memory allocating a %d-position context", s->n_ctx);
+    }
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    float *cursor = scratch;
+    s->x = take(&cursor, PLM_BATCH * (size_t)hp->n_embd);
+    s->xb = take(&cursor, PLM_BATCH * (size_t)hp->n_embd);
+    s->q = take(&cursor, PLM_BATCH * q_dim);
+    s->k = take(&cursor, PLM_BATCH * kv_dim);
+    s->v = take(&cursor, PLM_BATCH * kv_dim);
+    s->attn_out = take(&cursor, PLM_BATCH * q_dim);
+    s->ffn_gate = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
+    s->ffn_up = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
+    s->scores = take(&cursor, (size_t)s->n_ctx);
+    s->rope_inv_freq = take(&cursor, (size_t)hp->head_dim / 2);
+    s->rope_cos = take(&cursor, (size_t)hp->head_dim / 2);
+    s->rope_sin = take(&cursor, (size_t)hp->head_dim / 2);
+    s->logits = take(&cursor, (size_t)hp->n_vocab);
+    return PLM_OK;
+}
+
+int plm_session_new(plm_model *model, const struct plm_session_params *params, plm_session **session)
+{
+    *session = NULL;
+    int n_ctx = params && params->n_ctx > 0 ? params->n_ctx : model->hp.n_ctx_train;
+    if (n_ctx > PLM_MAX_CTX)
+        return plm_fail(PLM_ERR_ARG, "context of %d positions exceeds the limit of %d", n_ctx, PLM_MAX_CTX);
+    struct plm_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return plm_fail(PLM_ERR_NOMEM, "out of memory");
+    s->model = model;
+    s->n_ctx = n_ctx;
+    s->n_threads = params && params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int rc = allocate_buffers(s);
+    if (rc) {
+        plm_session_free(s);
+        return rc;
+    }
+    init_rope(s);
+    *session = s;
+    return PLM_OK;
+}
+
+void plm_session_free(plm_session *s)
+{
+    if (!s)
+        return;
+    free(s->key_cache);
+    free(s->value_cache);
+    free(s->x); /* the start of the scratch block */
+    free(s);
+}
+
+int plm_session_n_ctx(const plm_session *s) { return s->n_ctx; }
+int plm_session_n_past(const plm_session *s) { return s->n_past; }
+const float *plm_session_logits(const plm_session *s) { return s->logits; }
+
+void plm_session_truncate(plm_session *s, int n_keep)
+{
+    if (n_keep >= 0 && n_keep < s->n_past)
+        s->n_past = n_keep;
+}
+
+int plm_decode(plm_session *s, const int32_t *tokens, int n_tokens, float *logits)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    if (n_tokens <= 0)
+        return plm_fail(PLM_ERR_ARG, "nothing to decode");
+    if (n_tokens > s->n_ctx - s->n_past)
+        return plm_fail(PLM_ERR_CONTEXT_FULL,
+                        "%d tokens do not fit the context: %d of %d positions are free",
+                        n_tokens, s->n_ctx - s->n_past, s->n_ctx);
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return plm_fail(PLM_ERR_ARG, "token id %d is outside the vocabulary (0..%d)", tokens[i],
+                            hp->n_vocab - 1);
+    for (int start = 0; start < n_tokens; start += PLM_BATCH) {
+        int n = n_tokens - start < PLM_BATCH ? n_tokens - start : PLM_BATCH;
+        float *batch_logits = logits ? logits + (size_t)start * hp->n_vocab : NULL;
+        forward_batch(s, tokens + start, n, batch_logits);
+        s->n_past += n;
+    }
+    return PLM_OK;
+}

@@ -1,0 +1,45 @@
+/*
+ * A session: one conversation's KV cache and the scratch buffers of the
+ * forward pass. Tokens are processed in batches of up to PLM_BATCH so that a
+ * weight row, once read, serves every token of the batch.
+ */
+#ifndef PLM_ENGINE_SESSION_H
+#define PLM_ENGINE_SESSION_H
+
+#include "model/model.h"
+
+#define PLM_BATCH 64
+
+struct plm_session {
+    struct plm_model *model;
+    int n_ctx;
+    int n_threads;
+    int n_past;          /* positions held in the cache */
+
+    /* KV cache: [n_layer][n_ctx][n_head_kv * head_dim] floats each. */
+    float *key_cache;
+    float *value_cache;
+
+    /* Activations of a batch, one row per token. */
+    float *x;            /* residual stream        [PLM_BATCH][n_embd] */
+    float *xb;           /* normed input / output  [PLM_BATCH][n_embd] */
+    float *q;            /* queries                [PLM_BATCH][n_head * head_dim] */
+    float *k;            /* keys of the batch      [PLM_BATCH][n_head_kv * head_dim] */
+    float *v;            /* values of the batch    [PLM_BATCH][n_head_kv * head_dim] */
+    float *attn_out;     /* heads concatenated     [PLM_BATCH][n_head * head_dim] */
+    float *ffn_gate;     /* gate, then gate*up     [PLM_BATCH][n_ff] */
+    float *ffn_up;       /*                        [PLM_BATCH][n_ff] */
+    float *scores;       /* one head's attention   [n_ctx] */
+    float *rope_inv_freq;/* per rotated pair       [head_dim / 2] */
+    float *rope_cos;     /* one position's angles  [head_dim / 2] */
+    float *rope_sin;
+    float *logits;       /* after the last token   [n_vocab] */
+};
+
+/* Runs the transformer over n_tokens <= PLM_BATCH tokens at positions
+ * n_past..n_past+n_tokens-1 (the caller has checked they fit), stores their
+ * keys and values, and writes next-token logits: every row into `logits` when
+ * it is not NULL, and the last row into session->logits. Does not advance n_past. */
+void forward_batch(struct plm_session *s, const int32_t *tokens, int n_tokens, float *logits);
+
+#endif

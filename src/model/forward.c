@@ -1,0 +1,194 @@
+/*
+ * The transformer forward pass, top to bottom. One function per step; each
+ * works on a batch of token rows so matrix products read each weight once.
+ */
+#include "engine/session.h"
+
+#include <math.h>
+#include <string.h>
+
+/* out = x / sqrt(mean(x^2) + eps) * weight, for each of n_rows rows of n. */
+static void rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows, int n, float eps)
+{
+    for (int r = 0; r < n_rows; r++) {
+        const float *xr = x + (size_t)r * n;
+        float *or = out + (size_t)r * n;
+        double sum_sq = 0.0;
+        for (int i = 0; i < n; i++)
+            sum_sq += (double)xr[i] * xr[i];
+        float scale = 1.0f / sqrtf((float)(sum_sq / n) + eps);
+        for (int i = 0; i < n; i++)
+            or[i] = xr[i] * scale * weight[i];
+    }
+}
+
+static void add_bias_rows(float *x, const float *bias, int n_rows, int n)
+{
+    for (int r = 0; r < n_rows; r++)
+        for (int i = 0; i < n; i++)
+            x[(size_t)r * n + i] += bias[i];
+}
+
+/* Fills rope_cos/rope_sin with the rotation of each pair at one position. */
+static void rope_angles(struct plm_session *s, int pos)
+{
+    int n_pairs = s->model->hp.head_dim / 2;
+    for (int i = 0; i < n_pairs; i++) {
+        double angle = (double)pos * s->rope_inv_freq[i];
+        s->rope_cos[i] = (float)cos(angle);
+        s->rope_sin[i] = (float)sin(angle);
+    }
+}
+
+/* Rotates each head of one token's vector. llama files pair dimensions
+ * (2i, 2i+1); NEOX-style files (qwen) pair (i, i + head_dim/2). */
+static void rope_heads(const struct plm_session *s, float *vec, int n_heads)
+{
+    int head_dim = s->model->hp.head_dim, n_pairs = head_dim / 2;
+    bool neox = s->model->hp.rope_neox;
+    for (int h = 0; h < n_heads; h++) {
+        float *head = vec + (size_t)h * head_dim;
+        for (int i = 0; i < n_pairs; i++) {
+            int a = neox ? i : 2 * i;
+            int b = neox ? i + n_pairs : 2 * i + 1;
+            float x0 = head[a], x1 = head[b];
+            head[a] = x0 * s->rope_cos[i] - x1 * s->rope_sin[i];
+            head[b] = x0 * s->rope_sin[i] + x1 * s->rope_cos[i];
+        }
+    }
+}
+
+static float *cache_row(float *cache, const struct plm_session *s, int layer, int pos)
+{
+    int kv_dim = s->model->hp.n_head_kv * s->model->hp.head_dim;
+    return cache + ((size_t)layer * s->n_ctx + pos) * kv_dim;
+}
+
+/* Queries, keys and values of the batch; keys and values go into the cache. */
+static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int layer, int n_tokens)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
+    plm_matmul(&l->wq, s->xb, s->q, n_tokens);
+    plm_matmul(&l->wk, s->xb, s->k, n_tokens);
+    plm_matmul(&l->wv, s->xb, s->v, n_tokens);
+    if (l->bq) {
+        add_bias_rows(s->q, l->bq, n_tokens, q_dim);
+        add_bias_rows(s->k, l->bk, n_tokens, kv_dim);
+        add_bias_rows(s->v, l->bv, n_tokens, kv_dim);
+    }
+    if (l->q_norm) {
+        rmsnorm_rows(s->q, s->q, l->q_norm, n_tokens * hp->n_head, hp->head_dim, hp->norm_eps);
+        rmsnorm_rows(s->k, s->k, l->k_norm, n_tokens * hp->n_head_kv, hp->head_dim, hp->norm_eps);
+    }
+    for (int t = 0; t < n_tokens; t++) {
+        int pos = s->n_past + t;
+        rope_angles(s, pos);
+        rope_heads(s, s->q + (size_t)t * q_dim, hp->n_head);
+        rope_heads(s, s->k + (size_t)t * kv_dim, hp->n_head_kv);
+        memcpy(cache_row(s->key_cache, s, layer, pos), s->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
+        memcpy(cache_row(s->value_cache, s, layer, pos), s->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+    }
+}
+
+static void softmax(float *x, int n)
+{
+    float max = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+/* Causal attention of each query head over the cached positions 0..pos.
+ * Query head h reads key/value head h / (n_head / n_head_kv) (grouped-query). */
+static void attention(struct plm_session *s, int layer, int n_tokens)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    int head_dim = hp->head_dim, q_dim = hp->n_head * head_dim;
+    int heads_per_kv = hp->n_head / hp->n_head_kv;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    for (int t = 0; t < n_tokens; t++) {
+        int pos = s->n_past + t;
+        for (int h = 0; h < hp->n_head; h++) {
+            const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
+            int kv_head = h / heads_per_kv;
+            for (int j = 0; j <= pos; j++) {
+                const float *key = cache_row(s->key_cache, s, layer, j) + (size_t)kv_head * head_dim;
+                float dot = 0.0f;
+                for (int i = 0; i < head_dim; i++)
+                    dot += query[i] * key[i];
+                s->scores[j] = dot * scale;
+            }
+            softmax(s->scores, pos + 1);
+            float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
+            memset(out, 0, head_dim * sizeof(float));
+            for (int j = 0; j <= pos; j++) {
+                const float *value = cache_row(s->value_cache, s, layer, j) + (size_t)kv_head * head_dim;
+                float weight = s->scores[j];
+                for (int i = 0; i < head_dim; i++)
+                    out[i] += weight * value[i];
+            }
+        }
+    }
+}
+
+static void add_rows(float *x, const float *delta, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += delta[i];
+}
+
+/* SwiGLU: x += W_down (silu(W_gate h) * (W_up h)), h = rmsnorm(x). */
+static void feed_forward(struct plm_session *s, const struct plm_layer *l, int n_tokens)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    rmsnorm_rows(s->xb, s->x, l->ffn_norm, n_tokens, hp->n_embd, hp->norm_eps);
+    plm_matmul(&l->w_gate, s->xb, s->ffn_gate, n_tokens);
+    plm_matmul(&l->w_up, s->xb, s->ffn_up, n_tokens);
+    size_t n = (size_t)n_tokens * hp->n_ff;
+    for (size_t i = 0; i < n; i++) {
+        float g = s->ffn_gate[i];
+        s->ffn_gate[i] = g / (1.0f + expf(-g)) * s->ffn_up[i];
+    }
+    plm_matmul(&l->w_down, s->ffn_gate, s->xb, n_tokens);
+    add_rows(s->x, s->xb, n);
+}
+
+static void transformer_layer(struct plm_session *s, int layer, int n_tokens)
+{
+    const struct plm_hparams *hp = &s->model->hp;
+    const struct plm_layer *l = &s->model->layers[layer];
+    rmsnorm_rows(s->xb, s->x, l->attn_norm, n_tokens, hp->n_embd, hp->norm_eps);
+    attention_qkv(s, l, layer, n_tokens);
+    attention(s, layer, n_tokens);
+    plm_matmul(&l->wo, s->attn_out, s->xb, n_tokens);
+    add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
+    feed_forward(s, l, n_tokens);
+}
+
+void forward_batch(struct plm_session *s, const int32_t *tokens, int n_tokens, float *logits)
+{
+    const struct plm_model *m = s->model;
+    const struct plm_hparams *hp = &m->hp;
+    for (int t = 0; t < n_tokens; t++)
+        plm_matrix_get_row(&m->token_embd, tokens[t], s->x + (size_t)t * hp->n_embd);
+    for (int layer = 0; layer < hp->n_layer; layer++)
+        transformer_layer(s, layer, n_tokens);
+
+    /* Only the rows the caller wants go through the (large) output matrix. */
+    int first = logits ? 0 : n_tokens - 1;
+    int n_out = n_tokens - first;
+    rmsnorm_rows(s->xb, s->x + (size_t)first * hp->n_embd, m->output_norm, n_out, hp->n_embd,
+                 hp->norm_eps);
+    float *out = logits ? logits : s->logits;
+    plm_matmul(&m->output, s->xb, out, n_out);
+    if (logits)
+        memcpy(s->logits, logits + (size_t)(n_tokens - 1) * hp->n_vocab, hp->n_vocab * sizeof(float));
+}

@@ -1,0 +1,240 @@
+/*
+ * pocketlm chat: a multi-turn conversation, typed at a terminal or piped in
+ * one user turn per line.
+ *
+ * Every turn renders the whole conversation with the chat template and
+ * tokenizes it; the tokens that match what the KV cache already holds are
+ * kept, so only the new part is decoded. When the conversation outgrows the
+ * context, the oldest turns (never the system prompt) are dropped.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_MESSAGES 4096
+
+struct conversation {
+    struct plm_chat_message messages[MAX_MESSAGES];
+    int n;
+    int first_droppable; /* 1 when there is a system prompt, else 0 */
+};
+
+struct chat_state {
+    plm_model *model;
+    plm_session *session;
+    plm_sampler *sampler;
+    const struct generation_options *gen;
+    struct conversation conv;
+    int32_t *cached;     /* the tokens the session's cache holds, in order */
+    int n_cached;
+    char *reply;         /* the assistant's answer, as it streams */
+    size_t reply_len, reply_cap;
+};
+
+static bool add_message(struct conversation *c, const char *role, const char *content, size_t len)
+{
+    if (c->n == MAX_MESSAGES)
+        return false;
+    char *copy = strndup(content, len);
+    if (!copy)
+        return false;
+    c->messages[c->n++] = (struct plm_chat_message){role, copy};
+    return true;
+}
+
+static void drop_message(struct conversation *c, int index)
+{
+    free((char *)c->messages[index].content);
+    memmove(&c->messages[index], &c->messages[index + 1], (size_t)(c->n - index - 1) * sizeof c->messages[0]);
+    c->n--;
+}
+
+/* The conversation as tokens, ending with the header of the assistant's turn. */
+static int render_tokens(struct chat_state *st, int32_t **tokens)
+{
+    char *text;
+    int rc = plm_chat_render(st->model, st->gen->chat_template, st->conv.messages, st->conv.n, true, &text);
+    if (rc)
+        return rc;
+    size_t len = strlen(text);
+    int n = plm_tokenize(st->model, text, len, false, true, NULL, 0);
+    *tokens = n >= 0 ? malloc(((size_t)n + 1) * sizeof **tokens) : NULL;
+    if (*tokens) {
+        /* Templates that print BOS themselves already tokenized it. */
+        int32_t bos = plm_token_bos(st->model);
+        int32_t *dst = *tokens;
+        plm_tokenize(st->model, text, len, false, true, dst + 1, n);
+        if (plm_add_bos(st->model) && bos >= 0 && (n == 0 || dst[1] != bos)) {
+            dst[0] = bos;
+            n++;
+        } else {
+            memmove(dst, dst + 1, (size_t)n * sizeof *dst);
+        }
+    }
+    free(text);
+    return *tokens ? n : (n < 0 ? n : PLM_ERR_NOMEM);
+}
+
+/* Renders the conversation, dropping the oldest turns until it fits with room
+ * for a reply. Returns the token count, or -1 when the newest message alone is
+ * too long (it is then removed, and the user told). */
+static int fit_conversation(struct chat_state *st, int32_t **tokens)
+{
+    int n_ctx = plm_session_n_ctx(st->session);
+    int reserve = st->gen->n_predict > 0 && st->gen->n_predict < n_ctx / 2 ? st->gen->n_predict : n_ctx / 4;
+    for (;;) {
+        int n = render_tokens(st, tokens);
+        if (n < 0) {
+            report_error("chat", plm_last_error());
+            drop_message(&st->conv, st->conv.n - 1);
+            return -1;
+        }
+        if (n + reserve <= n_ctx)
+            return n;
+        free(*tokens);
+        if (st->conv.n - st->conv.first_droppable <= 1) {
+            fprintf(stderr, "pocketlm chat: that message is %d tokens; with room for a reply the context "
+                            "(%d, set with -c) cannot hold it. It was not sent.\n", n, n_ctx);
+            drop_message(&st->conv, st->conv.n - 1);
+            return -1;
+        }
+        drop_message(&st->conv, st->conv.first_droppable);
+    }
+}
+
+static bool collect_reply(void *user, const char *text, size_t len)
+{
+    struct chat_state *st = user;
+    if (st->reply_len + len + 1 > st->reply_cap) {
+        size_t cap = 2 * (st->reply_len + len + 1);
+        char *grown = realloc(st->reply, cap);
+        if (!grown)
+            return false;
+        st->reply = grown;
+        st->reply_cap = cap;
+    }
+    memcpy(st->reply + st->reply_len, text, len);
+    st->reply_len += len;
+    return print_text(NULL, text, len);
+}
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
+{
+    int n = 0;
+    while (n < na && n < nb && a[n] == b[n])
+        n++;
+    return n;
+}
+
+static int answer(struct chat_state *st)
+{
+    int32_t *tokens = NULL;
+    int n = fit_conversation(st, &tokens);
+    if (n < 0)
+        return PLM_OK;
+    /* Keep what the cache already holds; at least one token must be decoded
+     * to have fresh logits. */
+    int keep = common_prefix(st->cached, st->n_cached, tokens, n);
+    if (keep == n)
+        keep--;
+    plm_session_truncate(st->session, keep);
+    plm_sampler_reset(st->sampler);
+    struct plm_generate_params params = {
+        .n_predict = st->gen->n_predict, .stop = st->gen->stop.items, .n_stop = st->gen->stop.count};
+    struct plm_generate_result result;
+    st->reply_len = 0;
+    int rc = plm_generate(st->session, st->sampler, tokens + keep, n - keep, &params, collect_reply, st, &result);
+    printf("\n");
+    fflush(stdout);
+    free(st->cached);
+    st->cached = tokens;
+    st->n_cached = n;
+    if (rc)
+        return rc;
+    add_message(&st->conv, "assistant", st->reply ? st->reply : "", st->reply_len);
+    return PLM_OK;
+}
+
+static void chat_loop(struct chat_state *st)
+{
+    bool interactive = isatty(STDIN_FILENO);
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (interactive) {
+            printf("> ");
+            fflush(stdout);
+        }
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0)
+            break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (!add_message(&st->conv, "user", line, (size_t)len)) {
+            report_error("chat", "the conversation is too long");
+            break;
+        }
+        if (answer(st)) {
+            report_error("chat", plm_last_error());
+            break;
+        }
+    }
+    free(line);
+}
+
+/* Whether the chat template can render at all, checked before the first turn. */
+static bool template_usable(const struct chat_state *st)
+{
+    struct plm_chat_message probe = {"user", "hello"};
+    char *text;
+    if (plm_chat_render(st->model, st->gen->chat_template, &probe, 1, true, &text))
+        return false;
+    free(text);
+    return true;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    struct model_options m = {0};
+    struct generation_options gen;
+    generation_options_default(&gen);
+    const char *system = NULL;
+    struct option table[32];
+    int n = model_option_entries(table, &m);
+    n += generation_option_entries(table + n, &gen);
+    table[n++] = (struct option){NULL, "--system", OPT_STRING, &system, "TEXT", "system prompt"};
+    struct command_spec spec = {"chat", "-m FILE [--system TEXT] [options]",
+                                "Chats with a model. Type a message and press enter; each line read from a pipe\n"
+                                "is one user turn. Answers stream to stdout; the history is kept within the context.",
+                                table, n, NULL};
+    int rc = parse_options(&spec, argc, argv);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    struct chat_state st = {.gen = &gen};
+    if ((rc = open_model("chat", &m, &st.model, &st.session)))
+        return rc;
+    struct plm_model_info info;
+    plm_model_get_info(st.model, &info);
+    rc = check_sampling("chat", &gen, &st.sampler, info.n_vocab);
+    if (rc == EXIT_OK && !template_usable(&st))
+        rc = report_error("chat", plm_last_error());
+    if (rc == EXIT_OK && system) {
+        add_message(&st.conv, "system", system, strlen(system));
+        st.conv.first_droppable = 1;
+    }
+    if (rc == EXIT_OK)
+        chat_loop(&st);
+    for (int i = 0; i < st.conv.n; i++)
+        free((char *)st.conv.messages[i].content);
+    free(st.cached);
+    free(st.reply);
+    plm_sampler_free(st.sampler);
+    plm_session_free(st.session);
+    plm_model_free(st.model);
+    return rc;
+}

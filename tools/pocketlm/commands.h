@@ -1,0 +1,53 @@
+/* The subcommands of the pocketlm program and what they share. */
+#ifndef PLM_TOOLS_COMMANDS_H
+#define PLM_TOOLS_COMMANDS_H
+
+#include "options.h"
+#include "pocketlm.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+/* Options of every command that runs a model. */
+struct model_options {
+    const char *model_path;
+    int n_ctx;     /* 0 = min(model's training context, 4096) */
+    int n_threads;
+};
+
+/* Options of the commands that generate text. */
+struct generation_options {
+    struct plm_sampler_params sampling;
+    int n_predict;
+    struct string_list stop;
+    const char *chat_template;
+};
+
+void generation_options_default(struct generation_options *g);
+
+/* Append the shared option entries to a command's table; return how many. */
+int model_option_entries(struct option *table, struct model_options *m);
+int generation_option_entries(struct option *table, struct generation_options *g);
+
+/* Checks the sampler parameters; prints the problem and returns EXIT_USAGE. */
+int check_sampling(const char *command, const struct generation_options *g, plm_sampler **sampler,
+                   int n_vocab);
+
+/* Loads the model and opens a session; prints the error and returns
+ * EXIT_FAILURE_RUNTIME on failure. */
+int open_model(const char *command, const struct model_options *opts, plm_model **model,
+               plm_session **session);
+
+/* Prints "pocketlm <command>: <message>" on stderr, returns EXIT_FAILURE_RUNTIME. */
+int report_error(const char *command, const char *what);
+
+/* Reads a whole file (or a pipe such as /dev/stdin), NUL-terminated; NULL on failure. */
+char *read_text_file(const char *path, size_t *len);
+
+/* Streams generated text to stdout as it arrives. */
+bool print_text(void *user, const char *text, size_t len);
+
+#endif
