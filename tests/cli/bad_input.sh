@@ -5,7 +5,7 @@ expect_exit 2 "no command" -- "$PLM"
 expect_exit 2 "unknown command" -- "$PLM" frobnicate
 expect_stderr "unknown command 'frobnicate'" "unknown command"
 expect_exit 0 "top-level help" -- "$PLM" --help
-for cmd in run chat info convert perplexity; do
+for cmd in run chat info convert perplexity tokenize; do
   expect_exit 0 "$cmd --help" -- "$PLM" "$cmd" --help
   grep -q "usage: pocketlm $cmd" "$TMP/out" && pass || fail "$cmd --help prints usage"
 done

@@ -42,6 +42,12 @@ expect_stderr "stop: context full" "context full"
 # Invalid sampling parameters are a usage error.
 expect_exit 2 "negative temperature" -- "$PLM" run -m "$model" --temp -1
 
+# tokenize: ids on one line, BOS first unless --no-bos.
+expect_exit 0 "tokenize" -- "$PLM" tokenize -m "$model" -p "Once upon a time"
+[ "$(cat "$TMP/out")" = "1 403 407 261 378" ] && pass || fail "tokenize: $(cat "$TMP/out")"
+expect_exit 0 "tokenize --no-bos" -- "$PLM" tokenize -m "$model" -p "Once upon a time" --no-bos
+[ "$(cat "$TMP/out")" = "403 407 261 378" ] && pass || fail "tokenize --no-bos: $(cat "$TMP/out")"
+
 # info, text and JSON.
 expect_exit 0 "info" -- "$PLM" info "$model"
 grep -q "architecture: *llama" "$TMP/out" && pass || fail "info names the architecture"

@@ -35,11 +35,17 @@ struct ref_model {
 
 /* -------------------------------------------------------------- loading */
 
-static int get_size(const struct gguf_file *file, const char *arch, const char *suffix, int *value)
+/* {arch}.{suffix} as a size; fallback (when >= 0) stands in for an absent key. */
+static int get_size(const struct gguf_file *file, const char *arch, const char *suffix,
+                    int fallback, int *value)
 {
     char key[128];
     uint32_t number;
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (fallback >= 0 && !gguf_find(file, key)) {
+        *value = fallback;
+        return PLM_OK;
+    }
     if (!gguf_get_u32(file, key, &number) || number > (1u << 24))
         return plm_fail(PLM_ERR_FORMAT, "reference: missing or bad %s", key);
     *value = (int)number;
@@ -122,39 +128,33 @@ static int load_layer(const struct gguf_file *file, const struct ref_model *mode
 
 static int read_hparams(const struct gguf_file *file, const char *arch, struct ref_model *model)
 {
-    int rope_dims = 0;
-    int status = get_size(file, arch, "embedding_length", &model->n_embd);
+    int status = get_size(file, arch, "embedding_length", -1, &model->n_embd);
     if (status == PLM_OK)
-        status = get_size(file, arch, "feed_forward_length", &model->n_ff);
+        status = get_size(file, arch, "feed_forward_length", -1, &model->n_ff);
     if (status == PLM_OK)
-        status = get_size(file, arch, "block_count", &model->n_layer);
+        status = get_size(file, arch, "block_count", -1, &model->n_layer);
     if (status == PLM_OK)
-        status = get_size(file, arch, "attention.head_count", &model->n_head);
+        status = get_size(file, arch, "attention.head_count", -1, &model->n_head);
     if (status == PLM_OK)
-        status = get_size(file, arch, "attention.head_count_kv", &model->n_head_kv);
+        status = get_size(file, arch, "attention.head_count_kv", -1, &model->n_head_kv);
     if (status != PLM_OK)
         return status;
     if (model->n_head == 0 || model->n_head_kv == 0 || model->n_head % model->n_head_kv != 0)
         return plm_fail(PLM_ERR_FORMAT, "reference: %d heads cannot share %d kv heads",
                         model->n_head, model->n_head_kv);
 
-    char key[128];
-    snprintf(key, sizeof key, "%s.attention.key_length", arch);
-    if (gguf_find(file, key))
-        status = get_size(file, arch, "attention.key_length", &model->head_dim);
-    else
-        model->head_dim = model->n_embd / model->n_head;
-    snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
-    if (status == PLM_OK && gguf_find(file, key))
-        status = get_size(file, arch, "rope.dimension_count", &rope_dims);
-    else
-        rope_dims = model->head_dim;
+    int rope_dims = 0;
+    status = get_size(file, arch, "attention.key_length", model->n_embd / model->n_head,
+                      &model->head_dim);
+    if (status == PLM_OK)
+        status = get_size(file, arch, "rope.dimension_count", model->head_dim, &rope_dims);
     if (status != PLM_OK)
         return status;
-    if (rope_dims != model->head_dim || model->head_dim % 2 != 0)
+    if (model->head_dim <= 0 || model->head_dim % 2 != 0 || rope_dims != model->head_dim)
         return plm_fail(PLM_ERR_UNSUPPORTED, "reference: rotary dims %d with head_dim %d",
                         rope_dims, model->head_dim);
 
+    char key[128];
     float value;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
     if (!gguf_get_f32(file, key, &value))
@@ -398,7 +398,7 @@ int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_toke
         .scores = malloc(n_tokens * sizeof(double)),
         .gate = malloc(model->n_ff * sizeof(double)),
         .up = malloc(model->n_ff * sizeof(double)),
-        .k_cache = malloc((cache_size + 1) * sizeof(double)),
+        .k_cache = malloc((cache_size + 1) * sizeof(double)), /* + 1: no malloc(0) at 0 layers */
         .v_cache = malloc((cache_size + 1) * sizeof(double)),
     };
     int status = PLM_OK;

@@ -10,6 +10,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 struct model_options {

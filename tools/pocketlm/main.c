@@ -5,6 +5,7 @@
  *   info        what a model file holds and needs
  *   convert     Hugging Face / llama2.c checkpoints to GGUF
  *   perplexity  how well a model predicts a text
+ *   tokenize    the token ids of a text
  */
 #include "commands.h"
 
@@ -23,6 +24,7 @@ static const struct command commands[] = {
     {"info", cmd_info, "show a model's architecture, tensors and memory needs"},
     {"convert", cmd_convert, "convert a Hugging Face or llama2.c checkpoint to GGUF"},
     {"perplexity", cmd_perplexity, "measure a model's perplexity on a text file"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
 };
 
 static void usage(FILE *out)
