@@ -11,31 +11,44 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Floats a session allocates, by buffer, for n_ctx positions. */
+/* Floats a session allocates, by buffer, for n_ctx positions and n_threads. */
 struct session_sizes {
-    size_t kv_cache; /* each of key and value */
-    size_t batch;    /* x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
-    size_t other;    /* scores, rope tables, logits */
+    size_t kv_cache;    /* each of key and value */
+    size_t batch;       /* x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
+    size_t matmul_part; /* one thread's share of the widest batched product */
+    size_t other;       /* scores, rope tables, logits */
 };
 
-static struct session_sizes session_sizes(const struct plm_model *m, int n_ctx)
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+static struct session_sizes session_sizes(const struct plm_model *m, int n_ctx, int n_threads)
 {
     const struct plm_hparams *hp = &m->hp;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t widest = max_size(max_size(hp->n_vocab, hp->n_ff), max_size(q_dim, hp->n_embd));
     struct session_sizes z;
     z.kv_cache = (size_t)hp->n_layer * n_ctx * kv_dim;
     z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
-    z.other = (size_t)n_ctx + 3 * (size_t)(hp->head_dim / 2) + (size_t)hp->n_vocab;
+    z.matmul_part = n_threads > 1 ? PLM_BATCH * (widest / n_threads + PLM_ROW_GRAIN) : 0;
+    z.other = (size_t)n_threads * n_ctx + 3 * (size_t)(hp->head_dim / 2) + (size_t)hp->n_vocab;
     return z;
+}
+
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 uint64_t plm_session_memory_needed(const plm_model *m, int n_ctx)
 {
     if (n_ctx <= 0)
         n_ctx = m->hp.n_ctx_train;
-    struct session_sizes z = session_sizes(m, n_ctx);
-    return (uint64_t)(2 * z.kv_cache + z.batch + z.other) * sizeof(float) + sizeof(struct plm_session);
+    int n_threads = default_threads();
+    struct session_sizes z = session_sizes(m, n_ctx, n_threads);
+    size_t floats = 2 * z.kv_cache + z.batch + (size_t)n_threads * z.matmul_part + z.other;
+    return (uint64_t)floats * sizeof(float) + sizeof(struct plm_session);
 }
 
 /* Inverse frequency of each rotated pair: base^(-2i/head_dim), divided by the
@@ -62,10 +75,11 @@ static float *take(float **cursor, size_t n)
 static int allocate_buffers(struct plm_session *s)
 {
     const struct plm_hparams *hp = &s->model->hp;
-    struct session_sizes z = session_sizes(s->model, s->n_ctx);
+    int n_threads = threadpool_size(s->pool);
+    struct session_sizes z = session_sizes(s->model, s->n_ctx, n_threads);
     s->key_cache = calloc(z.kv_cache, sizeof(float));
     s->value_cache = calloc(z.kv_cache, sizeof(float));
-    float *scratch = calloc(z.batch + z.other, sizeof(float));
+    float *scratch = calloc(z.batch + (size_t)n_threads * z.matmul_part + z.other, sizeof(float));
     if (!s->key_cache || !s->value_cache || !scratch) {
         free(scratch);
         return plm_fail(PLM_ERR_NOMEM, "out of memory allocating a %d-position context", s->n_ctx);
@@ -80,7 +94,9 @@ static int allocate_buffers(struct plm_session *s)
     s->attn_out = take(&cursor, PLM_BATCH * q_dim);
     s->ffn_gate = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
     s->ffn_up = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
-    s->scores = take(&cursor, (size_t)s->n_ctx);
+    s->matmul_part_size = z.matmul_part;
+    s->matmul_parts = take(&cursor, (size_t)n_threads * z.matmul_part);
+    s->scores = take(&cursor, (size_t)n_threads * s->n_ctx);
     s->rope_inv_freq = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_cos = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_sin = take(&cursor, (size_t)hp->head_dim / 2);
@@ -99,8 +115,10 @@ int plm_session_new(plm_model *model, const struct plm_session_params *params, p
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
     s->model = model;
     s->n_ctx = n_ctx;
-    s->n_threads = params && params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    int rc = allocate_buffers(s);
+    int n_threads = params && params->n_threads > 0 ? params->n_threads : default_threads();
+    int rc = threadpool_new(n_threads, &s->pool);
+    if (rc == PLM_OK)
+        rc = allocate_buffers(s);
     if (rc) {
         plm_session_free(s);
         return rc;
@@ -117,6 +135,7 @@ void plm_session_free(plm_session *s)
     free(s->key_cache);
     free(s->value_cache);
     free(s->x); /* the start of the scratch block */
+    threadpool_free(s->pool);
     free(s);
 }
 

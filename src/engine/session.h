@@ -6,14 +6,17 @@
 #ifndef PLM_ENGINE_SESSION_H
 #define PLM_ENGINE_SESSION_H
 
+#include "engine/threadpool.h"
 #include "model/model.h"
 
 #define PLM_BATCH 64
+/* Threads split a matrix product into runs of rows, a multiple of this many. */
+#define PLM_ROW_GRAIN 16
 
 struct plm_session {
     struct plm_model *model;
     int n_ctx;
-    int n_threads;
+    struct plm_threadpool *pool;
     int n_past;          /* positions held in the cache */
 
     /* KV cache: [n_layer][n_ctx][n_head_kv * head_dim] floats each. */
@@ -29,7 +32,10 @@ struct plm_session {
     float *attn_out;     /* heads concatenated     [PLM_BATCH][n_head * head_dim] */
     float *ffn_gate;     /* gate, then gate*up     [PLM_BATCH][n_ff] */
     float *ffn_up;       /*                        [PLM_BATCH][n_ff] */
-    float *scores;       /* one head's attention   [n_ctx] */
+    float *scores;       /* attention weights      [n_threads][n_ctx] */
+    float *matmul_parts; /* each thread's rows of a batched product, before they
+                            are interleaved into the output: [n_threads][matmul_part_size] */
+    size_t matmul_part_size;
     float *rope_inv_freq;/* per rotated pair       [head_dim / 2] */
     float *rope_cos;     /* one position's angles  [head_dim / 2] */
     float *rope_sin;

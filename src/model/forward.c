@@ -1,11 +1,57 @@
 /*
  * The transformer forward pass, top to bottom. One function per step; each
  * works on a batch of token rows so matrix products read each weight once.
+ * Matrix products and attention are split across the session's threads.
  */
 #include "engine/session.h"
 
+#include "tensor/types.h"
+
 #include <math.h>
 #include <string.h>
+
+struct matmul_job {
+    const struct plm_session *s;
+    const struct plm_matrix *w;
+    const float *x;
+    float *y;
+    int n_tokens;
+};
+
+/* One thread's run of rows [begin, end) of y = W x, for every token. With
+ * several tokens the run's results are contiguous per token in a private
+ * buffer, then interleaved into y, whose rows hold all n_out outputs. */
+static void matmul_share(void *arg, int thread, int n_threads)
+{
+    const struct matmul_job *job = arg;
+    const struct plm_matrix *w = job->w;
+    int64_t per_thread = (w->n_out + n_threads - 1) / n_threads;
+    per_thread = (per_thread + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
+    int64_t begin = thread * per_thread;
+    int64_t end = begin + per_thread < w->n_out ? begin + per_thread : w->n_out;
+    if (begin >= end)
+        return;
+    struct plm_matrix part = *w;
+    part.data = (const char *)w->data + begin * plm_row_bytes(w->type, w->n_in);
+    part.n_out = end - begin;
+    if (job->n_tokens == 1 || n_threads == 1) {
+        float *y = n_threads == 1 ? job->y : job->y + begin;
+        plm_matmul(n_threads == 1 ? w : &part, job->x, y, job->n_tokens);
+        return;
+    }
+    float *rows = job->s->matmul_parts + (size_t)thread * job->s->matmul_part_size;
+    plm_matmul(&part, job->x, rows, job->n_tokens);
+    for (int t = 0; t < job->n_tokens; t++)
+        memcpy(job->y + (size_t)t * w->n_out + begin, rows + (size_t)t * part.n_out,
+               (size_t)part.n_out * sizeof(float));
+}
+
+static void matmul(const struct plm_session *s, const struct plm_matrix *w, const float *x, float *y,
+                   int n_tokens)
+{
+    struct matmul_job job = {s, w, x, y, n_tokens};
+    threadpool_run(s->pool, matmul_share, &job);
+}
 
 /* out = x / sqrt(mean(x^2) + eps) * weight, for each of n_rows rows of n. */
 static void rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows, int n, float eps)
@@ -69,9 +115,9 @@ static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int 
 {
     const struct plm_hparams *hp = &s->model->hp;
     int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
-    plm_matmul(&l->wq, s->xb, s->q, n_tokens);
-    plm_matmul(&l->wk, s->xb, s->k, n_tokens);
-    plm_matmul(&l->wv, s->xb, s->v, n_tokens);
+    matmul(s, &l->wq, s->xb, s->q, n_tokens);
+    matmul(s, &l->wk, s->xb, s->k, n_tokens);
+    matmul(s, &l->wv, s->xb, s->v, n_tokens);
     if (l->bq) {
         add_bias_rows(s->q, l->bq, n_tokens, q_dim);
         add_bias_rows(s->k, l->bk, n_tokens, kv_dim);
@@ -106,37 +152,54 @@ static void softmax(float *x, int n)
         x[i] /= sum;
 }
 
-/* Causal attention of each query head over the cached positions 0..pos.
- * Query head h reads key/value head h / (n_head / n_head_kv) (grouped-query). */
-static void attention(struct plm_session *s, int layer, int n_tokens)
+/* Causal attention of one query head of one token over the cached positions
+ * 0..pos. Query head h reads key/value head h / (n_head / n_head_kv). */
+static void attend(const struct plm_session *s, int layer, int t, int h, float *scores)
 {
     const struct plm_hparams *hp = &s->model->hp;
     int head_dim = hp->head_dim, q_dim = hp->n_head * head_dim;
-    int heads_per_kv = hp->n_head / hp->n_head_kv;
+    int kv_head = h / (hp->n_head / hp->n_head_kv);
+    int pos = s->n_past + t;
     float scale = 1.0f / sqrtf((float)head_dim);
-    for (int t = 0; t < n_tokens; t++) {
-        int pos = s->n_past + t;
-        for (int h = 0; h < hp->n_head; h++) {
-            const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
-            int kv_head = h / heads_per_kv;
-            for (int j = 0; j <= pos; j++) {
-                const float *key = cache_row(s->key_cache, s, layer, j) + (size_t)kv_head * head_dim;
-                float dot = 0.0f;
-                for (int i = 0; i < head_dim; i++)
-                    dot += query[i] * key[i];
-                s->scores[j] = dot * scale;
-            }
-            softmax(s->scores, pos + 1);
-            float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
-            memset(out, 0, head_dim * sizeof(float));
-            for (int j = 0; j <= pos; j++) {
-                const float *value = cache_row(s->value_cache, s, layer, j) + (size_t)kv_head * head_dim;
-                float weight = s->scores[j];
-                for (int i = 0; i < head_dim; i++)
-                    out[i] += weight * value[i];
-            }
-        }
+    const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
+    for (int j = 0; j <= pos; j++) {
+        const float *key = cache_row(s->key_cache, s, layer, j) + (size_t)kv_head * head_dim;
+        float dot = 0.0f;
+        for (int i = 0; i < head_dim; i++)
+            dot += query[i] * key[i];
+        scores[j] = dot * scale;
     }
+    softmax(scores, pos + 1);
+    float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
+    memset(out, 0, head_dim * sizeof(float));
+    for (int j = 0; j <= pos; j++) {
+        const float *value = cache_row(s->value_cache, s, layer, j) + (size_t)kv_head * head_dim;
+        float weight = scores[j];
+        for (int i = 0; i < head_dim; i++)
+            out[i] += weight * value[i];
+    }
+}
+
+struct attention_job {
+    const struct plm_session *s;
+    int layer;
+    int n_tokens;
+};
+
+/* Threads take (token, head) pairs in turn, each with its own score buffer. */
+static void attention_share(void *arg, int thread, int n_threads)
+{
+    const struct attention_job *job = arg;
+    int n_head = job->s->model->hp.n_head;
+    float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
+    for (int i = thread; i < job->n_tokens * n_head; i += n_threads)
+        attend(job->s, job->layer, i / n_head, i % n_head, scores);
+}
+
+static void attention(struct plm_session *s, int layer, int n_tokens)
+{
+    struct attention_job job = {s, layer, n_tokens};
+    threadpool_run(s->pool, attention_share, &job);
 }
 
 static void add_rows(float *x, const float *delta, size_t n)
@@ -150,14 +213,14 @@ static void feed_forward(struct plm_session *s, const struct plm_layer *l, int n
 {
     const struct plm_hparams *hp = &s->model->hp;
     rmsnorm_rows(s->xb, s->x, l->ffn_norm, n_tokens, hp->n_embd, hp->norm_eps);
-    plm_matmul(&l->w_gate, s->xb, s->ffn_gate, n_tokens);
-    plm_matmul(&l->w_up, s->xb, s->ffn_up, n_tokens);
+    matmul(s, &l->w_gate, s->xb, s->ffn_gate, n_tokens);
+    matmul(s, &l->w_up, s->xb, s->ffn_up, n_tokens);
     size_t n = (size_t)n_tokens * hp->n_ff;
     for (size_t i = 0; i < n; i++) {
         float g = s->ffn_gate[i];
         s->ffn_gate[i] = g / (1.0f + expf(-g)) * s->ffn_up[i];
     }
-    plm_matmul(&l->w_down, s->ffn_gate, s->xb, n_tokens);
+    matmul(s, &l->w_down, s->ffn_gate, s->xb, n_tokens);
     add_rows(s->x, s->xb, n);
 }
 
@@ -168,7 +231,7 @@ static void transformer_layer(struct plm_session *s, int layer, int n_tokens)
     rmsnorm_rows(s->xb, s->x, l->attn_norm, n_tokens, hp->n_embd, hp->norm_eps);
     attention_qkv(s, l, layer, n_tokens);
     attention(s, layer, n_tokens);
-    plm_matmul(&l->wo, s->attn_out, s->xb, n_tokens);
+    matmul(s, &l->wo, s->attn_out, s->xb, n_tokens);
     add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
     feed_forward(s, l, n_tokens);
 }
@@ -188,7 +251,7 @@ void forward_batch(struct plm_session *s, const int32_t *tokens, int n_tokens, f
     rmsnorm_rows(s->xb, s->x + (size_t)first * hp->n_embd, m->output_norm, n_out, hp->n_embd,
                  hp->norm_eps);
     float *out = logits ? logits : s->logits;
-    plm_matmul(&m->output, s->xb, out, n_out);
+    matmul(s, &m->output, s->xb, out, n_out);
     if (logits)
         memcpy(s->logits, logits + (size_t)(n_tokens - 1) * hp->n_vocab, hp->n_vocab * sizeof(float));
 }
