@@ -13,6 +13,7 @@
 #define PLM_MODEL_MODEL_H
 
 #include "format/gguf.h"
+#include "pocketlm.h"
 #include "kernels/matmul.h"
 #include "tokenizer/vocab.h"
 

@@ -89,10 +89,11 @@ int cmd_info(int argc, char **argv)
     struct option table[] = {
         {NULL, "--json", OPT_FLAG, &json, NULL, "print JSON instead of text"},
         {"-c", "--ctx-size", OPT_INT, &n_ctx, "N", "context for the memory estimate (default: the model's)"},
+        {NULL, "--ctx", OPT_INT, &n_ctx, "N", "same as --ctx-size"},
     };
     struct command_spec spec = {"info", "FILE [--json] [-c CTX]",
                                 "Shows a model's architecture, parameters, tensor types and the memory it needs.",
-                                table, 2, &path};
+                                table, sizeof table / sizeof table[0], &path};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

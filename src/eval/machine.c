@@ -1,0 +1,232 @@
+/*
+ * Measuring this machine's limits, so that benchmark speeds can be reported
+ * as a fraction of what the hardware allows, measured in the same run:
+ *   - read bandwidth: threads summing a buffer far larger than the caches;
+ *   - peak multiply-add rates: threads running many independent multiply-add
+ *     chains in registers, with the widest vectors the kernels use (AVX2+FMA
+ *     on x86-64, NEON on ARM64; scalar elsewhere).
+ * Each figure is the best of a few runs: interference only slows things down.
+ */
+#include "engine/threadpool.h"
+
+#include "pocketlm.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+#define BANDWIDTH_BUFFER_BYTES (512u << 20)
+#define RUNS 3
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- bandwidth */
+
+struct read_job {
+    const uint64_t *words;
+    size_t n_words;
+    uint64_t sums[64]; /* one per thread, so the reads cannot be optimised away */
+};
+
+static void read_share(void *arg, int thread, int n_threads)
+{
+    struct read_job *job = arg;
+    size_t per = job->n_words / (size_t)n_threads;
+    const uint64_t *w = job->words + per * (size_t)thread;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= per; i += 4) {
+        a += w[i];
+        b ^= w[i + 1];
+        c += w[i + 2];
+        d ^= w[i + 3];
+    }
+    job->sums[thread % 64] = a + b + c + d;
+}
+
+double plm_measure_read_bandwidth(int n_threads)
+{
+    struct plm_threadpool *pool;
+    if (threadpool_new(n_threads, &pool))
+        return 0.0;
+    struct read_job job = {.n_words = BANDWIDTH_BUFFER_BYTES / sizeof(uint64_t)};
+    uint64_t *words = malloc(BANDWIDTH_BUFFER_BYTES);
+    double best = 0.0;
+    if (words) {
+        for (size_t i = 0; i < job.n_words; i++) /* fault every page in first */
+            words[i] = i;
+        job.words = words;
+        for (int run = 0; run < RUNS; run++) {
+            double start = seconds_now();
+            threadpool_run(pool, read_share, &job);
+            double rate = BANDWIDTH_BUFFER_BYTES / (seconds_now() - start);
+            if (rate > best)
+                best = rate;
+        }
+    }
+    free(words);
+    threadpool_free(pool);
+    return best;
+}
+
+/* ------------------------------------------------------ multiply-add rates */
+
+#define CHAIN_ROUNDS 4000000L
+
+struct rate_job {
+    long rounds;
+    double ops_per_round;
+    float sink[64];
+};
+
+#if defined(__x86_64__)
+/* Ten independent 8-wide FMA chains: enough to cover FMA latency on two ports. */
+__attribute__((target("avx2,fma"))) static float float_chains(long rounds)
+{
+    __m256 acc[10];
+    for (int i = 0; i < 10; i++)
+        acc[i] = _mm256_set1_ps((float)i);
+    const __m256 scale = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-6f);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 10; i++)
+            acc[i] = _mm256_fmadd_ps(acc[i], scale, add);
+    __m256 sum = acc[0];
+    for (int i = 1; i < 10; i++)
+        sum = _mm256_add_ps(sum, acc[i]);
+    return _mm256_cvtss_f32(sum);
+}
+#define FLOAT_OPS_PER_ROUND (10.0 * 8 * 2)
+
+/* The kernels' int8 dot step: u8 x s8 pairs summed to 16 bits, then to 32 bits. */
+__attribute__((target("avx2"))) static float int8_chains(long rounds)
+{
+    __m256i acc[8];
+    for (int i = 0; i < 8; i++)
+        acc[i] = _mm256_set1_epi32(i);
+    const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 8; i++)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+    __m256i sum = acc[0];
+    for (int i = 1; i < 8; i++)
+        sum = _mm256_add_epi32(sum, acc[i]);
+    return (float)_mm256_extract_epi32(sum, 0);
+}
+#define INT8_OPS_PER_ROUND (8.0 * 32 * 2)
+#define HAVE_VECTOR_RATES 1
+#elif defined(__aarch64__)
+static float float_chains(long rounds)
+{
+    float32x4_t acc[10];
+    for (int i = 0; i < 10; i++)
+        acc[i] = vdupq_n_f32((float)i);
+    const float32x4_t scale = vdupq_n_f32(0.999999f), add = vdupq_n_f32(1e-6f);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 10; i++)
+            acc[i] = vfmaq_f32(add, acc[i], scale);
+    float32x4_t sum = acc[0];
+    for (int i = 1; i < 10; i++)
+        sum = vaddq_f32(sum, acc[i]);
+    return vgetq_lane_f32(sum, 0);
+}
+#define FLOAT_OPS_PER_ROUND (10.0 * 4 * 2)
+
+/* Widening multiply-accumulate of 8 int8 pairs into 16 bits, then pairwise into 32. */
+static float int8_chains(long rounds)
+{
+    int32x4_t acc[8];
+    for (int i = 0; i < 8; i++)
+        acc[i] = vdupq_n_s32(i);
+    const int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-2);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 8; i++) {
+            int16x8_t products = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            products = vmlal_s8(products, vget_high_s8(a), vget_high_s8(b));
+            acc[i] = vpadalq_s16(acc[i], products);
+        }
+    int32x4_t sum = acc[0];
+    for (int i = 1; i < 8; i++)
+        sum = vaddq_s32(sum, acc[i]);
+    return (float)vgetq_lane_s32(sum, 0);
+}
+#define INT8_OPS_PER_ROUND (8.0 * 16 * 2)
+#define HAVE_VECTOR_RATES 1
+#endif
+
+#ifndef HAVE_VECTOR_RATES
+static float float_chains(long rounds)
+{
+    float acc[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 8; i++)
+            acc[i] = acc[i] * 0.999999f + 1e-6f;
+    return acc[0] + acc[7];
+}
+#define FLOAT_OPS_PER_ROUND (8.0 * 2)
+
+static float int8_chains(long rounds)
+{
+    int32_t acc[8] = {0};
+    volatile int8_t a = 3, b = -2;
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 8; i++)
+            acc[i] += a * b;
+    return (float)(acc[0] + acc[7]);
+}
+#define INT8_OPS_PER_ROUND (8.0 * 2)
+#endif
+
+static void float_share(void *arg, int thread, int n_threads)
+{
+    (void)n_threads;
+    struct rate_job *job = arg;
+    job->sink[thread % 64] = float_chains(job->rounds);
+}
+
+static void int8_share(void *arg, int thread, int n_threads)
+{
+    (void)n_threads;
+    struct rate_job *job = arg;
+    job->sink[thread % 64] = int8_chains(job->rounds);
+}
+
+static double measure_rate(int n_threads, threadpool_task task, double ops_per_round)
+{
+    struct plm_threadpool *pool;
+    if (threadpool_new(n_threads, &pool))
+        return 0.0;
+    struct rate_job job = {.rounds = CHAIN_ROUNDS / 4, .ops_per_round = ops_per_round};
+    threadpool_run(pool, task, &job); /* warm up: clocks ramp, pages fault */
+    job.rounds = CHAIN_ROUNDS;
+    double best = 0.0;
+    for (int run = 0; run < RUNS; run++) {
+        double start = seconds_now();
+        threadpool_run(pool, task, &job);
+        double rate = job.rounds * ops_per_round * n_threads / (seconds_now() - start);
+        if (rate > best)
+            best = rate;
+    }
+    threadpool_free(pool);
+    return best;
+}
+
+double plm_measure_peak_float_ops(int n_threads)
+{
+    return measure_rate(n_threads, float_share, FLOAT_OPS_PER_ROUND);
+}
+
+double plm_measure_peak_int8_ops(int n_threads)
+{
+    return measure_rate(n_threads, int8_share, INT8_OPS_PER_ROUND);
+}
