@@ -9,8 +9,8 @@
  * between the engine and the reference points at the engine.
  *
  * Errors are measured as max |engine - reference| over all logits of all
- * positions, divided by max |reference|; TOLERANCE below says why its bound is
- * what it is. A real bug (RoPE pairs, kv head mapping, a missing bias or norm)
+ * positions, divided by max |reference|; FLOAT_TOLERANCE below says how close
+ * the engine must come, and why. A real bug (RoPE pairs, kv head mapping, a missing bias or norm)
  * moves the logits by a sizeable fraction of their scale;
  * test_bugs_exceed_tolerance shows by how much, on the reference itself.
  */
@@ -84,7 +84,7 @@ static double relative_error(const double *a, const double *b, int n_rows, int n
 
 /* Reference logits of a model file: n_tokens rows of *n_vocab. */
 static double *reference_logits(const char *path, const int32_t *tokens, int n_tokens,
-                                int *n_vocab)
+                                enum ref_activations activations, int *n_vocab)
 {
     struct ref_model *model;
     int status = ref_model_load(path, &model);
@@ -93,7 +93,7 @@ static double *reference_logits(const char *path, const int32_t *tokens, int n_t
     *n_vocab = ref_model_n_vocab(model);
     double *logits = malloc((size_t)n_tokens * *n_vocab * sizeof(double));
     assert_non_null(logits);
-    status = ref_forward(model, tokens, n_tokens, logits);
+    status = ref_forward(model, tokens, n_tokens, activations, logits);
     if (status != PLM_OK)
         fail_msg("reference forward: %s", plm_last_error());
     ref_model_free(model);
@@ -107,7 +107,7 @@ static double *model_logits(const struct tiny_model *model, const int32_t *token
     if (tiny_model_save(model, path) != PLM_OK)
         fail_msg("writing tiny model: %s", plm_last_error());
     int n_vocab;
-    double *logits = reference_logits(path, tokens, n, &n_vocab);
+    double *logits = reference_logits(path, tokens, n, REF_ACTIVATIONS_EXACT, &n_vocab);
     assert_int_equal(n_vocab, TINY_N_VOCAB);
     remove(path);
     return logits;
@@ -332,7 +332,8 @@ static void interleaved_to_neox(struct tiny_tensor *tensor, int head_dim)
             for (int member = 0; member < 2; member++) {
                 int64_t from = head * head_dim + 2 * i + member;
                 int64_t to = head * head_dim + i + member * head_dim / 2;
-                memcpy(moved + to * n_in, tensor->values + from * n_in, (size_t)n_in * sizeof(float));
+                memcpy(moved + to * n_in, tensor->values + from * n_in,
+                       (size_t)n_in * sizeof(float));
             }
     memcpy(tensor->values, moved, (size_t)(n_in * n_rows) * sizeof(float));
     free(moved);
@@ -405,6 +406,34 @@ static void test_reference_qk_norm_is_per_head(void **state)
     tiny_model_free(&model);
 }
 
+/* REF_ACTIVATIONS_Q8 rounds only what meets quantized weights, and by about
+ * what 8 bits cost: a percent or two of the logit scale. */
+static void test_reference_activation_rounding(void **state)
+{
+    (void)state;
+    int32_t tokens[N_TEST_TOKENS];
+    test_tokens(tokens, N_TEST_TOKENS, 10);
+    const int types[] = {PLM_TYPE_F32, PLM_TYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        struct tiny_model_spec spec = small_spec("llama", types[i]);
+        const char *path = temp_path("rounding.gguf");
+        assert_int_equal(tiny_model_write(path, &spec), PLM_OK);
+        int n_vocab, row;
+        double *exact = reference_logits(path, tokens, N_TEST_TOKENS, REF_ACTIVATIONS_EXACT,
+                                         &n_vocab);
+        double *rounded = reference_logits(path, tokens, N_TEST_TOKENS, REF_ACTIVATIONS_Q8,
+                                           &n_vocab);
+        double difference = relative_error(rounded, exact, N_TEST_TOKENS, n_vocab, &row);
+        if (types[i] == PLM_TYPE_F32)
+            assert_true(difference == 0.0);
+        else
+            assert_true(difference > 1e-3 && difference < 0.1);
+        free(exact);
+        free(rounded);
+        remove(path);
+    }
+}
+
 /* The support code refuses what it cannot do, with a message. */
 static void test_support_rejects_bad_input(void **state)
 {
@@ -446,19 +475,19 @@ static void test_support_rejects_bad_input(void **state)
     path = temp_path("tiny.gguf");
     assert_int_equal(tiny_model_write(path, &spec), PLM_OK);
     assert_int_equal(ref_model_load(path, &reference), PLM_OK);
-    assert_int_equal(ref_forward(reference, &token, 1, logits), PLM_ERR_ARG);
+    assert_int_equal(ref_forward(reference, &token, 1, REF_ACTIVATIONS_EXACT, logits), PLM_ERR_ARG);
     ref_model_free(reference);
     remove(path);
 }
 
-/* The engine's bound (TOLERANCE) must be far smaller than what real mistakes
- * cost. Each mistake is imitated with the reference on a model edited to
- * compute the wrong thing, and must move the logits by more than 0.1 of their
- * scale: ten times even the 1e-2 an engine with 8-bit activations would need. */
+/* The engine's bounds (see FLOAT_TOLERANCE) must be far smaller than what real
+ * mistakes cost. Each mistake is imitated with the reference on a model edited
+ * to compute the wrong thing, and must move the logits by more than 0.2 of
+ * their scale: well above even the quantized types' bounds (up to 8e-2). */
 static void test_bugs_exceed_tolerance(void **state)
 {
     (void)state;
-    const double least_cost = 0.1;
+    const double least_cost = 0.2;
     int32_t tokens[N_TEST_TOKENS];
     test_tokens(tokens, N_TEST_TOKENS, 8);
     struct tiny_model_spec spec = small_spec("llama", PLM_TYPE_F32);
@@ -578,13 +607,46 @@ static double engine_error(const float *got, const double *want, int n_tokens, i
     return error;
 }
 
+/*
+ * How close the engine must come to the reference.
+ *
+ * The reference multiplies by exactly the weights the engine reads (dequantized
+ * by the same function). With float activations, which the engine uses for
+ * F32, F16 and BF16 weights, the only differences are float32 rounding and
+ * summation order: measured at 2e-7 to 8e-7 of the logit scale here and 3e-7
+ * on the real models, against a bound of FLOAT_TOLERANCE.
+ *
+ * For quantized weights the engine rounds the activations entering each matrix
+ * product to 8 bits (blocks of 32 or 256, d = max|x| / 127), as ggml does, and
+ * that moves the logits by 1e-2 to 4e-2 of their scale. The reference can
+ * round the same way (REF_ACTIVATIONS_Q8), and then agrees with the engine to
+ * 2e-7, except where an activation lies within float rounding of a rounding
+ * tie: it can go either way, and one such flip spreads through the later
+ * layers, and through the KV cache to later positions, up to the full size of
+ * the rounding noise (seen in 4 of the 40 quantized models). An exact match is
+ * too fragile to assert, so the engine is held to FLOAT_TOLERANCE plus twice
+ * what the rounding costs that model (the distance between the two
+ * references): about 3e-2 to 8e-2.
+ *
+ * Real bugs cost far more: 0.6 to 1.2 (test_bugs_exceed_tolerance). A subtle
+ * one, such as scaling scores by 1/sqrt(head_dim + 1), costs 3e-2: only the
+ * float types would catch it, but attention does not depend on the weight
+ * type, so they do.
+ */
+#define FLOAT_TOLERANCE 1e-5
+
 /* Runs the model file through the engine in several chunkings and compares each
  * with the reference. */
 static void check_engine(const char *label, const char *path, const int32_t *tokens,
-                         int n_tokens, int n_threads, double tolerance)
+                         int n_tokens, int n_threads)
 {
-    int n_vocab;
-    double *want = reference_logits(path, tokens, n_tokens, &n_vocab);
+    int n_vocab, row;
+    double *want = reference_logits(path, tokens, n_tokens, REF_ACTIVATIONS_EXACT, &n_vocab);
+    double *rounded = reference_logits(path, tokens, n_tokens, REF_ACTIVATIONS_Q8, &n_vocab);
+    double rounding_cost = relative_error(rounded, want, n_tokens, n_vocab, &row);
+    double tolerance = FLOAT_TOLERANCE + 2.0 * rounding_cost;
+    free(rounded);
+
     plm_model *model;
     if (plm_model_load(path, &model) != PLM_OK)
         fail_msg("%s: plm_model_load: %s", label, plm_last_error());
@@ -595,7 +657,7 @@ static void check_engine(const char *label, const char *path, const int32_t *tok
     plm_session *session;
     if (plm_session_new(model, &params, &session) != PLM_OK)
         fail_msg("%s: plm_session_new: %s", label, plm_last_error());
-    float *logits = malloc((size_t)n_tokens * info.n_vocab * sizeof(float));
+    float *logits = malloc((size_t)n_tokens * n_vocab * sizeof(float));
     assert_non_null(logits);
 
     static const int all_at_once[] = {1 << 20};
@@ -609,20 +671,18 @@ static void check_engine(const char *label, const char *path, const int32_t *tok
     double errors[3];
     for (int m = 0; m < 3; m++) {
         decode_chunks(session, tokens, n_tokens, modes[m].sizes, modes[m].n_sizes, logits,
-                      info.n_vocab);
-        int row;
-        errors[m] = engine_error(logits, want, n_tokens, info.n_vocab, &row);
+                      n_vocab);
+        errors[m] = engine_error(logits, want, n_tokens, n_vocab, &row);
         if (errors[m] > tolerance)
             fail_msg("%s, %s: logits differ from the reference by %.3e of their scale at "
-                     "position %d (tolerance %.1e)", label, modes[m].name, errors[m], row,
+                     "position %d (bound %.2e)", label, modes[m].name, errors[m], row,
                      tolerance);
         /* The last row is also kept in the session. */
-        assert_memory_equal(plm_session_logits(session),
-                            logits + (size_t)(n_tokens - 1) * info.n_vocab,
-                            (size_t)info.n_vocab * sizeof(float));
+        assert_memory_equal(plm_session_logits(session), logits + (size_t)(n_tokens - 1) * n_vocab,
+                            (size_t)n_vocab * sizeof(float));
     }
-    print_message("  %-36s error %.1e / %.1e / %.1e (batch / one by one / chunks)\n", label,
-                  errors[0], errors[1], errors[2]);
+    print_message("  %-36s error %.1e / %.1e / %.1e (batch / one by one / chunks), bound %.1e\n",
+                  label, errors[0], errors[1], errors[2], tolerance);
 
     /* A full cache refuses more tokens and stays usable: dropping the second
      * half and decoding it again gives the same logits. */
@@ -632,9 +692,8 @@ static void check_engine(const char *label, const char *path, const int32_t *tok
     plm_session_truncate(session, keep);
     assert_int_equal(plm_session_n_past(session), keep);
     assert_int_equal(plm_decode(session, tokens + keep, n_tokens - keep,
-                                logits + (size_t)keep * info.n_vocab), PLM_OK);
-    int row;
-    double error = engine_error(logits, want, n_tokens, info.n_vocab, &row);
+                                logits + (size_t)keep * n_vocab), PLM_OK);
+    double error = engine_error(logits, want, n_tokens, n_vocab, &row);
     if (error > tolerance)
         fail_msg("%s, after truncating to %d: error %.3e at position %d", label, keep, error, row);
 
@@ -646,7 +705,6 @@ static void check_engine(const char *label, const char *path, const int32_t *tok
 
 struct type_case {
     int type;
-    double tolerance;
     const struct engine_case *cases;
     int n_cases;
 };
@@ -669,45 +727,22 @@ static void run_type(const struct type_case *type_case)
         char label[96];
         snprintf(label, sizeof label, "%s %s", plm_type_name(type_case->type), c->name);
         /* 1, 2 and 3 threads: splitting the work must not change the result. */
-        check_engine(label, path, tokens, N_TEST_TOKENS, 1 + i % 3, type_case->tolerance);
+        check_engine(label, path, tokens, N_TEST_TOKENS, 1 + i % 3);
         remove(path);
     }
 }
 
 #define CASES(list) list, (int)(sizeof list / sizeof list[0])
 
-/*
- * The bound for every type is 1e-5 of the logit scale. The reference multiplies
- * by exactly the weights the engine reads (dequantized by the same function),
- * and the engine keeps its activations and KV cache in float32, so the only
- * differences are float32 rounding and summation order: measured at 2e-7 to
- * 8e-7 for every type and shape here, and 3e-7 on stories260K. A 16-bit KV
- * cache, or activations quantized to 8 bits for integer dot products as ggml
- * does (Q8_0 / Q8_K, relative error up to 1/254 per element), would cost about
- * 1e-3 and 1e-2: such a change has to come with a deliberately looser bound
- * for the types it affects. Real bugs cost far more (test_bugs_exceed_tolerance:
- * 0.6 to 1.1), and even a subtle one, such as scaling scores by
- * 1/sqrt(head_dim + 1), costs 3e-2.
- */
-#define TOLERANCE 1e-5
-
 static const struct type_case type_cases[] = {
-    {PLM_TYPE_F32, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_F32, TOLERANCE, CASES(odd_cases)},
-    {PLM_TYPE_F16, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_F16, TOLERANCE, CASES(odd_cases)},
-    {PLM_TYPE_BF16, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_BF16, TOLERANCE, CASES(odd_cases)},
-    {PLM_TYPE_Q8_0, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_Q4_0, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_Q4_1, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_Q5_0, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_Q5_1, TOLERANCE, CASES(small_cases)},
-    {PLM_TYPE_Q2_K, TOLERANCE, CASES(k_quant_cases)},
-    {PLM_TYPE_Q3_K, TOLERANCE, CASES(k_quant_cases)},
-    {PLM_TYPE_Q4_K, TOLERANCE, CASES(k_quant_cases)},
-    {PLM_TYPE_Q5_K, TOLERANCE, CASES(k_quant_cases)},
-    {PLM_TYPE_Q6_K, TOLERANCE, CASES(k_quant_cases)},
+    {PLM_TYPE_F32, CASES(small_cases)},   {PLM_TYPE_F32, CASES(odd_cases)},
+    {PLM_TYPE_F16, CASES(small_cases)},   {PLM_TYPE_F16, CASES(odd_cases)},
+    {PLM_TYPE_BF16, CASES(small_cases)},  {PLM_TYPE_BF16, CASES(odd_cases)},
+    {PLM_TYPE_Q8_0, CASES(small_cases)},  {PLM_TYPE_Q4_0, CASES(small_cases)},
+    {PLM_TYPE_Q4_1, CASES(small_cases)},  {PLM_TYPE_Q5_0, CASES(small_cases)},
+    {PLM_TYPE_Q5_1, CASES(small_cases)},  {PLM_TYPE_Q2_K, CASES(k_quant_cases)},
+    {PLM_TYPE_Q3_K, CASES(k_quant_cases)}, {PLM_TYPE_Q4_K, CASES(k_quant_cases)},
+    {PLM_TYPE_Q5_K, CASES(k_quant_cases)}, {PLM_TYPE_Q6_K, CASES(k_quant_cases)},
 };
 
 static void test_engine_matches_reference(void **state)
@@ -770,7 +805,8 @@ static int32_t *validation_tokens(plm_model *model, int max_tokens, int *n_token
         return NULL;
     FILE *file = fopen(path, "rb");
     assert_non_null(file);
-    size_t text_size = (size_t)max_tokens * 8; /* tokens of these vocabularies are < 8 bytes */
+    /* Ample: these vocabularies average fewer than 5 bytes a token. */
+    size_t text_size = (size_t)max_tokens * 8;
     char *text = malloc(text_size);
     assert_non_null(text);
     size_t len = fread(text, 1, text_size, file);
@@ -801,7 +837,7 @@ static void test_real_models_match_reference(void **state)
         plm_model_free(model);
         if (tokens) {
             assert_int_equal(n_tokens, 64);
-            check_engine(real_models[i].name, path, tokens, n_tokens, 2, TOLERANCE);
+            check_engine(real_models[i].name, path, tokens, n_tokens, 2);
             n_run++;
         }
         free(tokens);
@@ -828,7 +864,7 @@ static double reference_perplexity(const struct ref_model *model, int32_t bos,
         memcpy(chunk, tokens + start, (size_t)n_ctx * sizeof(int32_t));
         if (bos >= 0)
             chunk[0] = bos;
-        assert_int_equal(ref_forward(model, chunk, n_ctx, logits), PLM_OK);
+        assert_int_equal(ref_forward(model, chunk, n_ctx, REF_ACTIVATIONS_EXACT, logits), PLM_OK);
         for (int pos = first; pos < n_ctx - 1; pos++) {
             const double *row = logits + (size_t)pos * n_vocab;
             double max = row[0], sum = 0.0;
@@ -875,7 +911,7 @@ static void test_real_models_perplexity(void **state)
             int n_scored;
             double ppl = reference_perplexity(reference, bos, tokens, n_tokens, n_ctx, &n_scored);
             ref_model_free(reference);
-            print_message("  %s: perplexity %.6f (reference %.6f) over %d chunks, %d tokens scored\n",
+            print_message("  %s: perplexity %.6f (reference %.6f), %d chunks, %d tokens scored\n",
                           real_models[i].name, result.ppl, ppl, result.n_chunks, result.n_scored);
             assert_int_equal(result.n_chunks, n_tokens / n_ctx);
             assert_int_equal(result.n_scored, n_scored);
@@ -909,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_reference_gqa_is_repeated_kv_heads),
         cmocka_unit_test(test_reference_neox_is_permuted_interleaved),
         cmocka_unit_test(test_reference_qk_norm_is_per_head),
+        cmocka_unit_test(test_reference_activation_rounding),
         cmocka_unit_test(test_support_rejects_bad_input),
         cmocka_unit_test(test_bugs_exceed_tolerance),
         cmocka_unit_test(test_engine_matches_reference),

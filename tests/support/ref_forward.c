@@ -9,27 +9,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One decoder block; matrices are n_out rows of n_in doubles (y = W x).
- * Optional tensors are NULL when the file has none. */
+/* A weight matrix: n_out rows of n_in doubles (y = W x), and the block size of
+ * its type in the file (1 for F32/F16/BF16), which is also the block in which
+ * REF_ACTIVATIONS_Q8 rounds the vectors multiplied with it. */
+struct ref_matrix {
+    double *w;
+    int block_size;
+};
+
+/* One decoder block. Optional vectors are NULL when the file has none. */
 struct ref_layer {
-    double *attn_norm;           /* [n_embd] */
-    double *wq, *wk, *wv;        /* [q_dim x n_embd], [kv_dim x n_embd] x 2 */
-    double *bq, *bk, *bv;        /* qwen2 biases */
-    double *q_norm, *k_norm;     /* qwen3 per-head norms, [head_dim] */
-    double *wo;                  /* [n_embd x q_dim] */
-    double *ffn_norm;            /* [n_embd] */
-    double *w_gate, *w_up;       /* [n_ff x n_embd] */
-    double *w_down;              /* [n_embd x n_ff] */
+    double *attn_norm;                 /* [n_embd] */
+    struct ref_matrix wq, wk, wv;      /* [q_dim x n_embd], [kv_dim x n_embd] x 2 */
+    double *bq, *bk, *bv;              /* qwen2 biases */
+    double *q_norm, *k_norm;           /* qwen3 per-head norms, [head_dim] */
+    struct ref_matrix wo;              /* [n_embd x q_dim] */
+    double *ffn_norm;                  /* [n_embd] */
+    struct ref_matrix w_gate, w_up;    /* [n_ff x n_embd] */
+    struct ref_matrix w_down;          /* [n_embd x n_ff] */
 };
 
 struct ref_model {
     bool neox; /* rotary pairs (i, i + head_dim/2) instead of (2i, 2i+1) */
     int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim;
     double norm_eps, rope_freq_base;
-    double *token_embd;  /* [n_vocab x n_embd] */
-    double *output_norm; /* [n_embd] */
-    double *output;      /* [n_vocab x n_embd], NULL when tied to token_embd */
-    double *rope_freqs;  /* [head_dim/2] or NULL */
+    struct ref_matrix token_embd; /* [n_vocab x n_embd] */
+    double *output_norm;          /* [n_embd] */
+    struct ref_matrix output;     /* [n_vocab x n_embd], w NULL when tied to token_embd */
+    double *rope_freqs;           /* [head_dim/2] or NULL */
     struct ref_layer *layers;
 };
 
@@ -52,10 +59,11 @@ static int get_size(const struct gguf_file *file, const char *arch, const char *
     return PLM_OK;
 }
 
-/* Dequantizes tensor `name`, which must have shape [ne0, ne1], to doubles.
- * An absent optional tensor gives *values = NULL. */
+/* Dequantizes tensor `name`, which must have shape [ne0, ne1], to doubles, and
+ * gives its type's block size when block_size is not NULL. An absent optional
+ * tensor gives *values = NULL. */
 static int load_tensor(const struct gguf_file *file, const char *name, int64_t ne0, int64_t ne1,
-                       bool required, double **values)
+                       bool required, double **values, int *block_size)
 {
     *values = NULL;
     const struct gguf_tensor *tensor = gguf_find_tensor(file, name);
@@ -86,6 +94,8 @@ static int load_tensor(const struct gguf_file *file, const char *name, int64_t n
     }
     free(row);
     *values = out;
+    if (block_size)
+        *block_size = plm_type_traits(tensor->type)->block_size;
     return PLM_OK;
 }
 
@@ -99,27 +109,28 @@ static int load_layer(const struct gguf_file *file, const struct ref_model *mode
         int64_t ne0, ne1;
         bool required;
         double **values;
+        int *block_size; /* matrices only */
     } tensors[] = {
-        {"attn_norm.weight", n_embd, 1, true, &layer->attn_norm},
-        {"attn_q.weight", n_embd, q_dim, true, &layer->wq},
-        {"attn_k.weight", n_embd, kv_dim, true, &layer->wk},
-        {"attn_v.weight", n_embd, kv_dim, true, &layer->wv},
-        {"attn_q.bias", q_dim, 1, biases, &layer->bq},
-        {"attn_k.bias", kv_dim, 1, biases, &layer->bk},
-        {"attn_v.bias", kv_dim, 1, biases, &layer->bv},
-        {"attn_q_norm.weight", head_dim, 1, qk_norms, &layer->q_norm},
-        {"attn_k_norm.weight", head_dim, 1, qk_norms, &layer->k_norm},
-        {"attn_output.weight", q_dim, n_embd, true, &layer->wo},
-        {"ffn_norm.weight", n_embd, 1, true, &layer->ffn_norm},
-        {"ffn_gate.weight", n_embd, n_ff, true, &layer->w_gate},
-        {"ffn_up.weight", n_embd, n_ff, true, &layer->w_up},
-        {"ffn_down.weight", n_ff, n_embd, true, &layer->w_down},
+        {"attn_norm.weight", n_embd, 1, true, &layer->attn_norm, NULL},
+        {"attn_q.weight", n_embd, q_dim, true, &layer->wq.w, &layer->wq.block_size},
+        {"attn_k.weight", n_embd, kv_dim, true, &layer->wk.w, &layer->wk.block_size},
+        {"attn_v.weight", n_embd, kv_dim, true, &layer->wv.w, &layer->wv.block_size},
+        {"attn_q.bias", q_dim, 1, biases, &layer->bq, NULL},
+        {"attn_k.bias", kv_dim, 1, biases, &layer->bk, NULL},
+        {"attn_v.bias", kv_dim, 1, biases, &layer->bv, NULL},
+        {"attn_q_norm.weight", head_dim, 1, qk_norms, &layer->q_norm, NULL},
+        {"attn_k_norm.weight", head_dim, 1, qk_norms, &layer->k_norm, NULL},
+        {"attn_output.weight", q_dim, n_embd, true, &layer->wo.w, &layer->wo.block_size},
+        {"ffn_norm.weight", n_embd, 1, true, &layer->ffn_norm, NULL},
+        {"ffn_gate.weight", n_embd, n_ff, true, &layer->w_gate.w, &layer->w_gate.block_size},
+        {"ffn_up.weight", n_embd, n_ff, true, &layer->w_up.w, &layer->w_up.block_size},
+        {"ffn_down.weight", n_ff, n_embd, true, &layer->w_down.w, &layer->w_down.block_size},
     };
     for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
         char name[96];
         snprintf(name, sizeof name, "blk.%d.%s", index, tensors[i].suffix);
         int status = load_tensor(file, name, tensors[i].ne0, tensors[i].ne1, tensors[i].required,
-                                 tensors[i].values);
+                                 tensors[i].values, tensors[i].block_size);
         if (status != PLM_OK)
             return status;
     }
@@ -185,16 +196,16 @@ static int load_model(const struct gguf_file *file, struct ref_model *model)
     model->n_vocab = (int)embd->ne[1];
 
     status = load_tensor(file, "token_embd.weight", model->n_embd, model->n_vocab, true,
-                         &model->token_embd);
+                         &model->token_embd.w, &model->token_embd.block_size);
     if (status == PLM_OK)
         status = load_tensor(file, "output_norm.weight", model->n_embd, 1, true,
-                             &model->output_norm);
+                             &model->output_norm, NULL);
     if (status == PLM_OK)
         status = load_tensor(file, "output.weight", model->n_embd, model->n_vocab, false,
-                             &model->output);
+                             &model->output.w, &model->output.block_size);
     if (status == PLM_OK)
         status = load_tensor(file, "rope_freqs.weight", model->head_dim / 2, 1, false,
-                             &model->rope_freqs);
+                             &model->rope_freqs, NULL);
     if (status != PLM_OK)
         return status;
 
@@ -214,7 +225,8 @@ int ref_model_load(const char *path, struct ref_model **model)
     if (status != PLM_OK)
         return status;
     struct ref_model *loaded = calloc(1, sizeof *loaded);
-    status = loaded ? load_model(file, loaded) : plm_fail(PLM_ERR_NOMEM, "reference: out of memory");
+    status = loaded ? load_model(file, loaded)
+                    : plm_fail(PLM_ERR_NOMEM, "reference: out of memory");
     gguf_free(file);
     if (status != PLM_OK) {
         ref_model_free(loaded);
@@ -230,17 +242,17 @@ void ref_model_free(struct ref_model *model)
         return;
     for (int i = 0; model->layers && i < model->n_layer; i++) {
         struct ref_layer *layer = &model->layers[i];
-        double *all[] = {layer->attn_norm, layer->wq,     layer->wk,       layer->wv,
+        double *all[] = {layer->attn_norm, layer->wq.w,   layer->wk.w,     layer->wv.w,
                          layer->bq,        layer->bk,     layer->bv,       layer->q_norm,
-                         layer->k_norm,    layer->wo,     layer->ffn_norm, layer->w_gate,
-                         layer->w_up,      layer->w_down};
+                         layer->k_norm,    layer->wo.w,   layer->ffn_norm, layer->w_gate.w,
+                         layer->w_up.w,    layer->w_down.w};
         for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
             free(all[j]);
     }
     free(model->layers);
-    free(model->token_embd);
+    free(model->token_embd.w);
     free(model->output_norm);
-    free(model->output);
+    free(model->output.w);
     free(model->rope_freqs);
     free(model);
 }
@@ -279,14 +291,34 @@ void ref_rope(double *head, int head_dim, int pos, double freq_base, const doubl
     }
 }
 
-/* out = W x (+ bias), W being n_out rows of n_in. */
-static void matvec(double *out, const double *w, const double *bias, const double *x, int n_in,
-                   int n_out)
+/* Rounds each block of n values to 8 bits the way the engine's integer kernels
+ * do: d = max|x| / 127, x -> d * round(x / d), halves away from zero. */
+static void round_to_8_bits(double *x, int n, int block_size)
 {
+    for (int start = 0; start < n; start += block_size) {
+        double max = 0.0;
+        for (int i = start; i < start + block_size; i++)
+            max = fmax(max, fabs(x[i]));
+        double d = max / 127.0;
+        for (int i = start; i < start + block_size; i++)
+            x[i] = d > 0.0 ? d * round(x[i] / d) : 0.0;
+    }
+}
+
+/* out = W x (+ bias), W being n_out rows of n_in. For REF_ACTIVATIONS_Q8 and a
+ * quantized W, x is first rounded (a copy of it, in scratch). */
+static void matvec(double *out, const struct ref_matrix *w, const double *bias, const double *x,
+                   int n_in, int n_out, enum ref_activations activations, double *scratch)
+{
+    if (activations == REF_ACTIVATIONS_Q8 && w->block_size > 1) {
+        memcpy(scratch, x, (size_t)n_in * sizeof(double));
+        round_to_8_bits(scratch, n_in, w->block_size);
+        x = scratch;
+    }
     for (int r = 0; r < n_out; r++) {
         double sum = bias ? bias[r] : 0.0;
         for (int i = 0; i < n_in; i++)
-            sum += w[(size_t)r * n_in + i] * x[i];
+            sum += w->w[(size_t)r * n_in + i] * x[i];
         out[r] = sum;
     }
 }
@@ -298,7 +330,9 @@ static double silu(double z)
 
 /* Scratch for one forward pass; the caches hold k and v of every position. */
 struct ref_state {
+    enum ref_activations activations;
     double *x, *h, *q, *attn, *scores, *gate, *up;
+    double *rounded; /* a matrix product's rounded input: max(n_embd, q_dim, n_ff) */
     double *k_cache, *v_cache; /* [n_layer][n_tokens][kv_dim] */
 };
 
@@ -336,9 +370,9 @@ static void attention(const struct ref_model *model, const struct ref_layer *lay
     double *k = k_cache + (size_t)pos * kv_dim, *v = v_cache + (size_t)pos * kv_dim;
 
     ref_rmsnorm(s->h, s->x, layer->attn_norm, n_embd, model->norm_eps);
-    matvec(s->q, layer->wq, layer->bq, s->h, n_embd, q_dim);
-    matvec(k, layer->wk, layer->bk, s->h, n_embd, kv_dim);
-    matvec(v, layer->wv, layer->bv, s->h, n_embd, kv_dim);
+    matvec(s->q, &layer->wq, layer->bq, s->h, n_embd, q_dim, s->activations, s->rounded);
+    matvec(k, &layer->wk, layer->bk, s->h, n_embd, kv_dim, s->activations, s->rounded);
+    matvec(v, &layer->wv, layer->bv, s->h, n_embd, kv_dim, s->activations, s->rounded);
     for (int head = 0; head < model->n_head; head++) {
         double *q_head = s->q + head * head_dim;
         if (layer->q_norm)
@@ -359,7 +393,7 @@ static void attention(const struct ref_model *model, const struct ref_layer *lay
         attend_head(model, s->q + head * head_dim, k_cache + kv_head * head_dim,
                     v_cache + kv_head * head_dim, pos, s->scores, s->attn + head * head_dim);
     }
-    matvec(s->h, layer->wo, NULL, s->attn, q_dim, n_embd);
+    matvec(s->h, &layer->wo, NULL, s->attn, q_dim, n_embd, s->activations, s->rounded);
     for (int i = 0; i < n_embd; i++)
         s->x[i] += s->h[i];
 }
@@ -369,17 +403,17 @@ static void feed_forward(const struct ref_model *model, const struct ref_layer *
 {
     int n_embd = model->n_embd, n_ff = model->n_ff;
     ref_rmsnorm(s->h, s->x, layer->ffn_norm, n_embd, model->norm_eps);
-    matvec(s->gate, layer->w_gate, NULL, s->h, n_embd, n_ff);
-    matvec(s->up, layer->w_up, NULL, s->h, n_embd, n_ff);
+    matvec(s->gate, &layer->w_gate, NULL, s->h, n_embd, n_ff, s->activations, s->rounded);
+    matvec(s->up, &layer->w_up, NULL, s->h, n_embd, n_ff, s->activations, s->rounded);
     for (int i = 0; i < n_ff; i++)
         s->gate[i] = silu(s->gate[i]) * s->up[i];
-    matvec(s->h, layer->w_down, NULL, s->gate, n_ff, n_embd);
+    matvec(s->h, &layer->w_down, NULL, s->gate, n_ff, n_embd, s->activations, s->rounded);
     for (int i = 0; i < n_embd; i++)
         s->x[i] += s->h[i];
 }
 
 int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_tokens,
-                double *logits)
+                enum ref_activations activations, double *logits)
 {
     int n_embd = model->n_embd, q_dim = model->n_head * model->head_dim;
     size_t kv_dim = (size_t)model->n_head_kv * model->head_dim;
@@ -390,7 +424,10 @@ int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_toke
         if (tokens[t] < 0 || tokens[t] >= model->n_vocab)
             return plm_fail(PLM_ERR_ARG, "reference: token %d outside the vocabulary", tokens[t]);
 
+    int widest = n_embd > q_dim ? n_embd : q_dim;
+    widest = widest > model->n_ff ? widest : model->n_ff;
     struct ref_state s = {
+        .activations = activations,
         .x = malloc(n_embd * sizeof(double)),
         .h = malloc(n_embd * sizeof(double)),
         .q = malloc(q_dim * sizeof(double)),
@@ -398,17 +435,18 @@ int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_toke
         .scores = malloc(n_tokens * sizeof(double)),
         .gate = malloc(model->n_ff * sizeof(double)),
         .up = malloc(model->n_ff * sizeof(double)),
+        .rounded = malloc(widest * sizeof(double)),
         .k_cache = malloc((cache_size + 1) * sizeof(double)), /* + 1: no malloc(0) at 0 layers */
         .v_cache = malloc((cache_size + 1) * sizeof(double)),
     };
     int status = PLM_OK;
-    if (!s.x || !s.h || !s.q || !s.attn || !s.scores || !s.gate || !s.up || !s.k_cache ||
-        !s.v_cache)
+    if (!s.x || !s.h || !s.q || !s.attn || !s.scores || !s.gate || !s.up || !s.rounded ||
+        !s.k_cache || !s.v_cache)
         status = plm_fail(PLM_ERR_NOMEM, "reference: out of memory");
 
-    const double *output = model->output ? model->output : model->token_embd;
+    const struct ref_matrix *output = model->output.w ? &model->output : &model->token_embd;
     for (int pos = 0; status == PLM_OK && pos < n_tokens; pos++) {
-        memcpy(s.x, model->token_embd + (size_t)tokens[pos] * n_embd, n_embd * sizeof(double));
+        memcpy(s.x, model->token_embd.w + (size_t)tokens[pos] * n_embd, n_embd * sizeof(double));
         for (int l = 0; l < model->n_layer; l++) {
             size_t layer_cache = (size_t)l * n_tokens * kv_dim;
             attention(model, &model->layers[l], &s, s.k_cache + layer_cache,
@@ -416,7 +454,8 @@ int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_toke
             feed_forward(model, &model->layers[l], &s);
         }
         ref_rmsnorm(s.h, s.x, model->output_norm, n_embd, model->norm_eps);
-        matvec(logits + (size_t)pos * model->n_vocab, output, NULL, s.h, n_embd, model->n_vocab);
+        matvec(logits + (size_t)pos * model->n_vocab, output, NULL, s.h, n_embd, model->n_vocab,
+               activations, s.rounded);
     }
 
     free(s.x);
@@ -426,6 +465,7 @@ int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_toke
     free(s.scores);
     free(s.gate);
     free(s.up);
+    free(s.rounded);
     free(s.k_cache);
     free(s.v_cache);
     return status;

@@ -3,8 +3,8 @@
  * from the math to check the optimized model code against. Every tensor is
  * dequantized once (with the library's plm_dequantize_row) and widened to
  * double, so for a quantized model the reference runs the very same weights and
- * the only differences left are the engine's float32 arithmetic and any
- * quantization of its activations.
+ * the only differences left are the engine's float32 arithmetic and its
+ * rounding of activations to 8 bits, which REF_ACTIVATIONS_Q8 can imitate.
  *
  * Per position p, with rmsnorm(x) = x / sqrt(mean(x^2) + eps):
  *   x = token_embd[token]
@@ -36,10 +36,18 @@ int ref_model_load(const char *path, struct ref_model **model);
 void ref_model_free(struct ref_model *model);
 int ref_model_n_vocab(const struct ref_model *model);
 
+/* What a matrix product multiplies its weights with. */
+enum ref_activations {
+    REF_ACTIVATIONS_EXACT, /* the vector as computed */
+    REF_ACTIVATIONS_Q8,    /* for a quantized weight type, the vector rounded to 8 bits in
+                              blocks of the type's block size (32 or 256): x -> d round(x / d),
+                              d = max|x| / 127, as integer dot-product kernels see it */
+};
+
 /* Logits after each of n_tokens tokens at positions 0..n_tokens-1:
  * n_tokens rows of n_vocab doubles. */
 int ref_forward(const struct ref_model *model, const int32_t *tokens, int n_tokens,
-                double *logits);
+                enum ref_activations activations, double *logits);
 
 /* The steps with conventions worth testing on their own. */
 

@@ -95,7 +95,8 @@ static int check_spec(const struct tiny_model_spec *spec)
     const struct plm_type_traits *traits = plm_type_traits(spec->weight_type);
     if (!traits)
         return plm_fail(PLM_ERR_ARG, "tiny model: unsupported weight type %d", spec->weight_type);
-    /* The row lengths of all the matrices: token_embd/q/k/v/gate/up/output, attn_output, ffn_down. */
+    /* The row lengths of all the matrices: n_embd (token_embd, q, k, v, gate, up,
+     * output), q_dim (attn_output) and n_ff (ffn_down). */
     if (!is_multiple(spec->n_embd, traits->block_size) ||
         !is_multiple((int64_t)spec->n_head * spec->head_dim, traits->block_size) ||
         !is_multiple(spec->n_ff, traits->block_size))
