@@ -112,8 +112,7 @@ static int copy_name(const struct reader *r, struct gguf_str str, char **name)
     return PLM_OK;
 }
 
-/* Bytes of one value of a fixed-size type; 0 for strings, arrays and invalid types. */
-static uint64_t fixed_size(uint32_t type)
+size_t gguf_value_size(uint32_t type)
 {
     switch (type) {
     case GGUF_TYPE_UINT8:
@@ -139,7 +138,7 @@ static uint64_t fixed_size(uint32_t type)
 /* Reads count values of a fixed-size type; returns where they start. */
 static int read_fixed_values(struct reader *r, uint32_t type, uint64_t count, const uint8_t **values)
 {
-    uint64_t size = fixed_size(type);
+    uint64_t size = gguf_value_size(type);
     if (count > remaining(r) / size)
         return plm_fail(PLM_ERR_FORMAT,
                         "gguf: %s: %" PRIu64 " values of type %s at offset %zu run past the end "
@@ -201,7 +200,7 @@ static int skip_array(struct reader *r, int depth)
             status = skip_array(r, depth + 1);
         return status;
     }
-    if (fixed_size(elem_type) == 0)
+    if (gguf_value_size(elem_type) == 0)
         return invalid_type(r, elem_type);
     const uint8_t *values;
     return read_fixed_values(r, elem_type, count, &values);
@@ -231,7 +230,7 @@ static int read_elements(struct reader *r, struct gguf_kv *kv)
             status = skip_array(r, 2);
         return status;
     }
-    if (fixed_size(kv->elem_type) == 0)
+    if (gguf_value_size(kv->elem_type) == 0)
         return invalid_type(r, kv->elem_type);
     return read_fixed_values(r, kv->elem_type, kv->count, &kv->data);
 }
@@ -615,7 +614,7 @@ struct number {
  * strings and arrays are not numbers). */
 static bool element_number(const struct gguf_kv *kv, uint64_t i, struct number *n)
 {
-    uint64_t size = fixed_size(kv->elem_type);
+    uint64_t size = gguf_value_size(kv->elem_type);
     if (i >= kv->count || size == 0 || kv->elem_type == GGUF_TYPE_BOOL)
         return false;
     const uint8_t *p = kv->data + i * size;

@@ -104,5 +104,7 @@ bool gguf_array_f32(const struct gguf_kv *kv, uint64_t i, float *value);
 bool gguf_array_i64(const struct gguf_kv *kv, uint64_t i, int64_t *value);
 
 const char *gguf_value_type_name(enum gguf_value_type type);
+/* Bytes of one value of a fixed-size type; 0 for strings, arrays and invalid types. */
+size_t gguf_value_size(uint32_t type);
 
 #endif

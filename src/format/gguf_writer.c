@@ -187,30 +187,6 @@ int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *valu
     return store_kv(w, key, &encoded);
 }
 
-/* Bytes of one value of a fixed-size type; 0 for strings, arrays and invalid types. */
-static size_t fixed_size(enum gguf_value_type type)
-{
-    switch (type) {
-    case GGUF_TYPE_UINT8:
-    case GGUF_TYPE_INT8:
-    case GGUF_TYPE_BOOL:
-        return 1;
-    case GGUF_TYPE_UINT16:
-    case GGUF_TYPE_INT16:
-        return 2;
-    case GGUF_TYPE_UINT32:
-    case GGUF_TYPE_INT32:
-    case GGUF_TYPE_FLOAT32:
-        return 4;
-    case GGUF_TYPE_UINT64:
-    case GGUF_TYPE_INT64:
-    case GGUF_TYPE_FLOAT64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 /* An integer of `size` bytes in host byte order (the file's is little-endian). */
 static uint64_t host_value(const uint8_t *p, size_t size)
 {
@@ -235,7 +211,7 @@ static uint64_t host_value(const uint8_t *p, size_t size)
 int gguf_writer_set_array(struct gguf_writer *w, const char *key, enum gguf_value_type elem_type,
                           const void *values, uint64_t count)
 {
-    size_t size = fixed_size(elem_type);
+    size_t size = gguf_value_size(elem_type);
     if (!w || !key || (count > 0 && !values))
         return plm_fail(PLM_ERR_ARG, "gguf writer: missing writer, key or values");
     if (size == 0)
@@ -292,7 +268,7 @@ static uint64_t nested_arrays_size(const uint8_t *arrays, uint64_t count)
         } else if (elem_type == GGUF_TYPE_ARRAY) {
             p += nested_arrays_size(p, n_elems);
         } else {
-            p += n_elems * fixed_size(elem_type);
+            p += n_elems * gguf_value_size(elem_type);
         }
     }
     return (uint64_t)(p - arrays);
@@ -313,9 +289,9 @@ int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv)
             put_string(&encoded, kv->strings[i].ptr, kv->strings[i].len);
     } else if (kv->elem_type == GGUF_TYPE_ARRAY) {
         put_bytes(&encoded, kv->data, nested_arrays_size(kv->data, kv->count));
-    } else if (fixed_size(kv->elem_type) != 0) {
+    } else if (gguf_value_size(kv->elem_type) != 0) {
         /* Numbers as read from a file are already little-endian. */
-        put_bytes(&encoded, kv->data, kv->count * fixed_size(kv->elem_type));
+        put_bytes(&encoded, kv->data, kv->count * gguf_value_size(kv->elem_type));
     } else {
         free(encoded.data);
         return plm_fail(PLM_ERR_ARG, "gguf writer: '%s' has invalid type %d", kv->key,
