@@ -78,9 +78,6 @@ struct plm_type_stat {
 /* Fills up to max entries, returns how many types the model uses. */
 int plm_model_type_stats(const plm_model *model, struct plm_type_stat *stats, int max);
 
-/* Bytes of memory a session with n_ctx positions needs beyond the mapped weights
- * (KV cache + activations + logits). */
-uint64_t plm_session_memory_needed(const plm_model *model, int n_ctx);
 
 /* -------------------------------------------------------------- tokenizer */
 
@@ -108,10 +105,26 @@ int plm_token_to_piece(const plm_model *model, int32_t token, char *buf, size_t 
 
 typedef struct plm_session plm_session;
 
+/* How the KV cache stores keys and values. F16 halves its size; Q8_0 (8-bit
+ * blocks of 32 with a scale) nearly quarters it, and needs a head size that is
+ * a multiple of 32. */
+enum plm_kv_type {
+    PLM_KV_F32 = 0,
+    PLM_KV_F16,
+    PLM_KV_Q8_0,
+};
+
 struct plm_session_params {
     int n_ctx;     /* positions in the KV cache; 0 = the model's training context */
     int n_threads; /* 0 = all cores */
+    enum plm_kv_type kv_type;
 };
+
+/* Bytes of memory a session needs beyond the mapped weights (KV cache,
+ * activations, logits), and the largest context that fits within `budget`
+ * bytes together with the weights (0 when not even one position fits). */
+uint64_t plm_session_memory_needed(const plm_model *model, const struct plm_session_params *params);
+int plm_session_max_ctx(const plm_model *model, const struct plm_session_params *params, uint64_t budget);
 
 int plm_session_new(plm_model *model, const struct plm_session_params *params,
                     plm_session **session);
@@ -235,6 +248,49 @@ int plm_perplexity(plm_session *session, const int32_t *tokens, int n_tokens, in
  * tokenizer.bin (NULL: tokenizer.bin beside the checkpoint); outtype is
  * "f32", "f16" or "bf16" (NULL: f32, or the checkpoint's own 16-bit type). */
 int plm_convert(const char *src, const char *out_path, const char *vocab, const char *outtype);
+
+/* ------------------------------------------------------------ benchmarking */
+
+/* What one generated token costs at the given context position: the bytes of
+ * weights and KV cache it reads (every matrix once; one row of the embedding)
+ * and the floating-point operations it needs (a multiply-add counts as 2). */
+struct plm_token_cost {
+    uint64_t weight_bytes;
+    uint64_t kv_bytes;
+    uint64_t flops;
+    bool quantized; /* most weight bytes are in block-quantized (integer) types */
+};
+void plm_model_token_cost(const plm_model *model, int position, struct plm_token_cost *cost);
+
+/* This machine's limits, measured now (each takes about a quarter second):
+ * read bandwidth of main memory in bytes/s, and the peak rate of float and of
+ * 8-bit integer multiply-adds in operations/s (2 per multiply-add), with
+ * n_threads threads, using the widest vector instructions the kernels use. */
+double plm_measure_read_bandwidth(int n_threads);
+double plm_measure_peak_float_ops(int n_threads);
+double plm_measure_peak_int8_ops(int n_threads);
+
+/* -------------------------------------------------------- synthetic models */
+
+/* Writes a GGUF file with random weights and the exact shape, metadata and
+ * tensor names of a real model (what llama.cpp's converter writes for it), to
+ * measure speed and memory at real sizes. Matrices are in `type` (1-D tensors
+ * F32; rows that are not whole k-quant blocks fall back as llama.cpp does,
+ * reported through on_note); the same parameters give a byte-identical file.
+ * Fails with PLM_ERR_ARG for an unknown shape or type or a bad layer count. */
+struct plm_synth_params {
+    const char *shape;      /* a name from plm_synth_shape_name: "qwen2.5-0.5b", ... */
+    const char *type;       /* matrix type: "F32", "F16", "BF16", "Q8_0", "Q4_K", ... */
+    const char *vocab_path; /* vocab-only GGUF whose tokenizer.* keys are copied (padded
+                               to the model's vocabulary size); NULL: a byte vocabulary */
+    uint64_t seed;
+    int n_layer;            /* 0 = the real model's; fewer for quick tests */
+    void (*on_note)(void *user, const char *note); /* one-line notes, or NULL */
+    void *user;
+};
+int plm_synth(const struct plm_synth_params *params, const char *out_path);
+/* The i-th known shape ("smollm2-135m", ...), NULL past the last. */
+const char *plm_synth_shape_name(int i);
 
 #ifdef __cplusplus
 }

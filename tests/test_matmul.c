@@ -2,6 +2,7 @@
 #include "test_util.h"
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
 
@@ -89,7 +90,7 @@ static void check_matmul(int type, int64_t n_in, int64_t n_out)
         float *y = malloc((n_y + 2) * sizeof *y);
         assert_non_null(y);
         y[0] = y[n_y + 1] = 12345.0f;
-        plm_matmul(&m.w, x, y + 1, n_tokens);
+        plm_matmul_scalar(&m.w, x, y + 1, n_tokens);
         assert_true(y[0] == 12345.0f && y[n_y + 1] == 12345.0f);
 
         for (int t = 0; t < n_tokens; t++) {
@@ -98,7 +99,7 @@ static void check_matmul(int type, int64_t n_in, int64_t n_out)
                 assert_close_to_dot(got, m.expanded + r * n_in, x + t * n_in, n_in);
                 /* The one-row kernel computes the very same sums. */
                 const uint8_t *row = m.bytes + (size_t)r * plm_row_bytes(type, n_in);
-                float single = plm_vec_dot_row(type, row, x + t * n_in, n_in);
+                float single = plm_vec_dot_row_scalar(type, row, x + t * n_in, n_in);
                 assert_memory_equal(&single, &got, sizeof got);
             }
         }
@@ -136,7 +137,7 @@ static void test_vec_dot_long_row(void **state)
         struct test_matrix m;
         make_matrix(&m, weight_types[i], n, 1, 77);
         float *x = random_floats(n, 78);
-        assert_close_to_dot(plm_vec_dot_row(weight_types[i], m.bytes, x, n), m.expanded, x, n);
+        assert_close_to_dot(plm_vec_dot_row_scalar(weight_types[i], m.bytes, x, n), m.expanded, x, n);
         free(x);
         free_matrix(&m);
     }
@@ -152,18 +153,18 @@ static void test_vec_dot_known(void **state)
         x[i] = i % 2 ? 1.0f : -1.0f;
     }
     /* sum over i of (i - 16) * (+1 odd, -1 even) = 16 pairs of +1 = 16 */
-    assert_true(plm_vec_dot_row(PLM_TYPE_F32, w, x, 32) == 16.0f);
+    assert_true(plm_vec_dot_row_scalar(PLM_TYPE_F32, w, x, 32) == 16.0f);
 
     /* Q8_0 block with d = 0.5 and quants i - 16: each pair adds 0.5. */
     struct plm_block_q8_0 q8 = {.d = 0x3800};
     for (int i = 0; i < 32; i++)
         q8.qs[i] = (int8_t)(i - 16);
-    assert_true(plm_vec_dot_row(PLM_TYPE_Q8_0, &q8, x, 32) == 8.0f);
+    assert_true(plm_vec_dot_row_scalar(PLM_TYPE_Q8_0, &q8, x, 32) == 8.0f);
 
     uint16_t halves[4] = {0x3C00, 0x4000, 0xC200, 0x3800}; /* 1, 2, -3, 0.5 */
     float ones[4] = {1.0f, 1.0f, 1.0f, 2.0f};
-    assert_true(plm_vec_dot_row(PLM_TYPE_F16, halves, ones, 4) == 1.0f);
-    assert_true(plm_vec_dot_row(PLM_TYPE_F16, halves, ones, 0) == 0.0f);
+    assert_true(plm_vec_dot_row_scalar(PLM_TYPE_F16, halves, ones, 4) == 1.0f);
+    assert_true(plm_vec_dot_row_scalar(PLM_TYPE_F16, halves, ones, 0) == 0.0f);
 }
 
 static void test_zero_tokens(void **state)
@@ -172,7 +173,7 @@ static void test_zero_tokens(void **state)
     struct test_matrix m;
     make_matrix(&m, PLM_TYPE_Q4_K, 256, 3, 1);
     float y = 7.0f;
-    plm_matmul(&m.w, NULL, &y, 0);
+    plm_matmul_scalar(&m.w, NULL, &y, 0);
     assert_true(y == 7.0f);
     free_matrix(&m);
 }

@@ -5,35 +5,22 @@
 #include "engine/session.h"
 
 #include "core/error.h"
+#include "tensor/types.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Floats a session allocates, by buffer, for n_ctx positions and n_threads. */
+/* What a session allocates, by buffer, for its parameters. */
 struct session_sizes {
-    size_t kv_cache;    /* each of key and value */
-    size_t batch;       /* x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
-    size_t matmul_part; /* one thread's share of the widest batched product */
-    size_t other;       /* scores, rope tables, logits */
+    size_t kv_cache;    /* bytes of each of the key and value caches */
+    size_t batch;       /* floats: x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
+    size_t matmul_part; /* floats: one thread's share of the widest batched product */
+    size_t other;       /* floats: scores, expanded heads, rope tables, logits */
 };
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
-static struct session_sizes session_sizes(const struct plm_model *m, int n_ctx, int n_threads)
-{
-    const struct plm_hparams *hp = &m->hp;
-    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t widest = max_size(max_size(hp->n_vocab, hp->n_ff), max_size(q_dim, hp->n_embd));
-    struct session_sizes z;
-    z.kv_cache = (size_t)hp->n_layer * n_ctx * kv_dim;
-    z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
-    z.matmul_part = n_threads > 1 ? PLM_BATCH * (widest / n_threads + PLM_ROW_GRAIN) : 0;
-    z.other = (size_t)n_threads * n_ctx + 3 * (size_t)(hp->head_dim / 2) + (size_t)hp->n_vocab;
-    return z;
-}
 
 static int default_threads(void)
 {
@@ -41,14 +28,72 @@ static int default_threads(void)
     return n > 0 ? (int)n : 1;
 }
 
-uint64_t plm_session_memory_needed(const plm_model *m, int n_ctx)
+/* The session's parameters with defaults filled in. */
+static struct plm_session_params resolve_params(const plm_model *m, const struct plm_session_params *params)
 {
-    if (n_ctx <= 0)
-        n_ctx = m->hp.n_ctx_train;
-    int n_threads = default_threads();
-    struct session_sizes z = session_sizes(m, n_ctx, n_threads);
-    size_t floats = 2 * z.kv_cache + z.batch + (size_t)n_threads * z.matmul_part + z.other;
-    return (uint64_t)floats * sizeof(float) + sizeof(struct plm_session);
+    struct plm_session_params p = params ? *params : (struct plm_session_params){0};
+    if (p.n_ctx <= 0)
+        p.n_ctx = m->hp.n_ctx_train;
+    if (p.n_threads <= 0)
+        p.n_threads = default_threads();
+    return p;
+}
+
+static int kv_plm_type(enum plm_kv_type kv_type)
+{
+    switch (kv_type) {
+    case PLM_KV_F16: return PLM_TYPE_F16;
+    case PLM_KV_Q8_0: return PLM_TYPE_Q8_0;
+    case PLM_KV_F32: break;
+    }
+    return PLM_TYPE_F32;
+}
+
+static struct session_sizes session_sizes(const struct plm_model *m, const struct plm_session_params *p)
+{
+    const struct plm_hparams *hp = &m->hp;
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t widest = max_size(max_size(hp->n_vocab, hp->n_ff), max_size(q_dim, hp->n_embd));
+    struct session_sizes z;
+    z.kv_cache = (size_t)hp->n_layer * p->n_ctx * plm_row_bytes(kv_plm_type(p->kv_type), (int64_t)kv_dim);
+    z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
+    z.matmul_part = p->n_threads > 1 ? PLM_BATCH * (widest / p->n_threads + PLM_ROW_GRAIN) : 0;
+    z.other = (size_t)p->n_threads * (p->n_ctx + hp->head_dim) + 3 * (size_t)(hp->head_dim / 2) +
+              (size_t)hp->n_vocab;
+    return z;
+}
+
+uint64_t plm_session_memory_needed(const plm_model *m, const struct plm_session_params *params)
+{
+    struct plm_session_params p = resolve_params(m, params);
+    struct session_sizes z = session_sizes(m, &p);
+    size_t floats = z.batch + (size_t)p.n_threads * z.matmul_part + z.other;
+    return 2 * (uint64_t)z.kv_cache + (uint64_t)floats * sizeof(float) + sizeof(struct plm_session);
+}
+
+static uint64_t weight_bytes(const plm_model *m)
+{
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+        bytes += m->gguf->tensors[i].nbytes;
+    return bytes;
+}
+
+int plm_session_max_ctx(const plm_model *m, const struct plm_session_params *params, uint64_t budget)
+{
+    struct plm_session_params p = resolve_params(m, params);
+    uint64_t weights = weight_bytes(m);
+    /* Memory grows with the context, so the largest fitting one is found by bisection. */
+    int lo = 0, hi = PLM_MAX_CTX;
+    while (lo < hi) {
+        p.n_ctx = lo + (hi - lo + 1) / 2;
+        if (weights + plm_session_memory_needed(m, &p) <= budget)
+            lo = p.n_ctx;
+        else
+            hi = p.n_ctx - 1;
+    }
+    return lo;
 }
 
 /* Inverse frequency of each rotated pair: base^(-2i/head_dim), divided by the
@@ -72,13 +117,13 @@ static float *take(float **cursor, size_t n)
     return p;
 }
 
-static int allocate_buffers(struct plm_session *s)
+static int allocate_buffers(struct plm_session *s, const struct plm_session_params *p)
 {
     const struct plm_hparams *hp = &s->model->hp;
-    int n_threads = threadpool_size(s->pool);
-    struct session_sizes z = session_sizes(s->model, s->n_ctx, n_threads);
-    s->key_cache = calloc(z.kv_cache, sizeof(float));
-    s->value_cache = calloc(z.kv_cache, sizeof(float));
+    int n_threads = p->n_threads;
+    struct session_sizes z = session_sizes(s->model, p);
+    s->key_cache = calloc(z.kv_cache, 1);
+    s->value_cache = calloc(z.kv_cache, 1);
     float *scratch = calloc(z.batch + (size_t)n_threads * z.matmul_part + z.other, sizeof(float));
     if (!s->key_cache || !s->value_cache || !scratch) {
         free(scratch);
@@ -97,6 +142,7 @@ static int allocate_buffers(struct plm_session *s)
     s->matmul_part_size = z.matmul_part;
     s->matmul_parts = take(&cursor, (size_t)n_threads * z.matmul_part);
     s->scores = take(&cursor, (size_t)n_threads * s->n_ctx);
+    s->kv_head = take(&cursor, (size_t)n_threads * hp->head_dim);
     s->rope_inv_freq = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_cos = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_sin = take(&cursor, (size_t)hp->head_dim / 2);
@@ -107,18 +153,25 @@ static int allocate_buffers(struct plm_session *s)
 int plm_session_new(plm_model *model, const struct plm_session_params *params, plm_session **session)
 {
     *session = NULL;
-    int n_ctx = params && params->n_ctx > 0 ? params->n_ctx : model->hp.n_ctx_train;
-    if (n_ctx > PLM_MAX_CTX)
-        return plm_fail(PLM_ERR_ARG, "context of %d positions exceeds the limit of %d", n_ctx, PLM_MAX_CTX);
+    struct plm_session_params p = resolve_params(model, params);
+    if (p.n_ctx > PLM_MAX_CTX)
+        return plm_fail(PLM_ERR_ARG, "context of %d positions exceeds the limit of %d", p.n_ctx, PLM_MAX_CTX);
+    if (p.kv_type != PLM_KV_F32 && p.kv_type != PLM_KV_F16 && p.kv_type != PLM_KV_Q8_0)
+        return plm_fail(PLM_ERR_ARG, "unknown KV cache type %d", (int)p.kv_type);
+    int kv_type = kv_plm_type(p.kv_type);
+    if (plm_row_bytes(kv_type, model->hp.head_dim) == 0)
+        return plm_fail(PLM_ERR_ARG, "a %s KV cache needs a head size that is a multiple of %d; this model's is %d",
+                        plm_type_name(kv_type), plm_type_traits(kv_type)->block_size, model->hp.head_dim);
     struct plm_session *s = calloc(1, sizeof *s);
     if (!s)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
     s->model = model;
-    s->n_ctx = n_ctx;
-    int n_threads = params && params->n_threads > 0 ? params->n_threads : default_threads();
-    int rc = threadpool_new(n_threads, &s->pool);
+    s->n_ctx = p.n_ctx;
+    s->kv_type = kv_type;
+    s->kv_row_bytes = plm_row_bytes(kv_type, (int64_t)model->hp.n_head_kv * model->hp.head_dim);
+    int rc = threadpool_new(p.n_threads, &s->pool);
     if (rc == PLM_OK)
-        rc = allocate_buffers(s);
+        rc = allocate_buffers(s, &p);
     if (rc) {
         plm_session_free(s);
         return rc;

@@ -19,9 +19,12 @@ struct plm_session {
     struct plm_threadpool *pool;
     int n_past;          /* positions held in the cache */
 
-    /* KV cache: [n_layer][n_ctx][n_head_kv * head_dim] floats each. */
-    float *key_cache;
-    float *value_cache;
+    /* KV cache: [n_layer][n_ctx] rows of n_head_kv * head_dim values each, in
+     * kv_type (an enum plm_type: F32, F16 or Q8_0), kv_row_bytes per row. */
+    int kv_type;
+    size_t kv_row_bytes;
+    uint8_t *key_cache;
+    uint8_t *value_cache;
 
     /* Activations of a batch, one row per token. */
     float *x;            /* residual stream        [PLM_BATCH][n_embd] */
@@ -33,6 +36,7 @@ struct plm_session {
     float *ffn_gate;     /* gate, then gate*up     [PLM_BATCH][n_ff] */
     float *ffn_up;       /*                        [PLM_BATCH][n_ff] */
     float *scores;       /* attention weights      [n_threads][n_ctx] */
+    float *kv_head;      /* a cached key or value expanded to floats [n_threads][head_dim] */
     float *matmul_parts; /* each thread's rows of a batched product, before they
                             are interleaved into the output: [n_threads][matmul_part_size] */
     size_t matmul_part_size;

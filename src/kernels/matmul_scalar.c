@@ -5,10 +5,11 @@
  * A weight row is expanded to floats a chunk at a time on the stack (so no
  * allocation, whatever the row length) and each chunk is dotted with the
  * matching slice of every token: the row is decoded once for all tokens.
- * plm_vec_dot_row is the same computation for one token, so both give
+ * plm_vec_dot_row_scalar is the same computation for one token, so both give
  * bit-identical results.
  */
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
 
 #include "tensor/types.h"
 
@@ -53,14 +54,14 @@ static void dot_row_with_tokens(int type, const void *row, int64_t n, const floa
     }
 }
 
-float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n)
+float plm_vec_dot_row_scalar(int type, const void *row, const float *x, int64_t n)
 {
     float result;
     dot_row_with_tokens(type, row, n, x, 1, &result, 1);
     return result;
 }
 
-void plm_matmul(const struct plm_matrix *w, const float *x, float *y, int n_tokens)
+void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int n_tokens)
 {
     const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
     assert(row_bytes > 0 || w->n_in == 0);

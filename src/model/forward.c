@@ -104,10 +104,30 @@ static void rope_heads(const struct plm_session *s, float *vec, int n_heads)
     }
 }
 
-static float *cache_row(float *cache, const struct plm_session *s, int layer, int pos)
+static uint8_t *cache_row(uint8_t *cache, const struct plm_session *s, int layer, int pos)
 {
-    int kv_dim = s->model->hp.n_head_kv * s->model->hp.head_dim;
-    return cache + ((size_t)layer * s->n_ctx + pos) * kv_dim;
+    return cache + ((size_t)layer * s->n_ctx + pos) * s->kv_row_bytes;
+}
+
+/* Stores one token's keys or values in the cache's type. */
+static void cache_store(const struct plm_session *s, uint8_t *row, const float *values)
+{
+    int64_t kv_dim = (int64_t)s->model->hp.n_head_kv * s->model->hp.head_dim;
+    if (s->kv_type == PLM_TYPE_F32)
+        memcpy(row, values, (size_t)kv_dim * sizeof(float));
+    else
+        plm_quantize_row(s->kv_type, values, row, kv_dim);
+}
+
+/* One head of a cached row as floats: in place for F32, else expanded into tmp. */
+static const float *cache_head(const struct plm_session *s, const uint8_t *row, int head, float *tmp)
+{
+    int head_dim = s->model->hp.head_dim;
+    const uint8_t *start = row + plm_row_bytes(s->kv_type, (int64_t)head * head_dim);
+    if (s->kv_type == PLM_TYPE_F32)
+        return (const float *)start;
+    plm_dequantize_row(s->kv_type, start, tmp, head_dim);
+    return tmp;
 }
 
 /* Queries, keys and values of the batch; keys and values go into the cache. */
@@ -132,8 +152,8 @@ static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int 
         rope_angles(s, pos);
         rope_heads(s, s->q + (size_t)t * q_dim, hp->n_head);
         rope_heads(s, s->k + (size_t)t * kv_dim, hp->n_head_kv);
-        memcpy(cache_row(s->key_cache, s, layer, pos), s->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
-        memcpy(cache_row(s->value_cache, s, layer, pos), s->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+        cache_store(s, cache_row(s->key_cache, s, layer, pos), s->k + (size_t)t * kv_dim);
+        cache_store(s, cache_row(s->value_cache, s, layer, pos), s->v + (size_t)t * kv_dim);
     }
 }
 
@@ -153,8 +173,9 @@ static void softmax(float *x, int n)
 }
 
 /* Causal attention of one query head of one token over the cached positions
- * 0..pos. Query head h reads key/value head h / (n_head / n_head_kv). */
-static void attend(const struct plm_session *s, int layer, int t, int h, float *scores)
+ * 0..pos. Query head h reads key/value head h / (n_head / n_head_kv).
+ * scores holds n_ctx floats and tmp head_dim, both private to the thread. */
+static void attend(const struct plm_session *s, int layer, int t, int h, float *scores, float *tmp)
 {
     const struct plm_hparams *hp = &s->model->hp;
     int head_dim = hp->head_dim, q_dim = hp->n_head * head_dim;
@@ -163,7 +184,7 @@ static void attend(const struct plm_session *s, int layer, int t, int h, float *
     float scale = 1.0f / sqrtf((float)head_dim);
     const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
     for (int j = 0; j <= pos; j++) {
-        const float *key = cache_row(s->key_cache, s, layer, j) + (size_t)kv_head * head_dim;
+        const float *key = cache_head(s, cache_row(s->key_cache, s, layer, j), kv_head, tmp);
         float dot = 0.0f;
         for (int i = 0; i < head_dim; i++)
             dot += query[i] * key[i];
@@ -173,7 +194,7 @@ static void attend(const struct plm_session *s, int layer, int t, int h, float *
     float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
     memset(out, 0, head_dim * sizeof(float));
     for (int j = 0; j <= pos; j++) {
-        const float *value = cache_row(s->value_cache, s, layer, j) + (size_t)kv_head * head_dim;
+        const float *value = cache_head(s, cache_row(s->value_cache, s, layer, j), kv_head, tmp);
         float weight = scores[j];
         for (int i = 0; i < head_dim; i++)
             out[i] += weight * value[i];
@@ -192,8 +213,9 @@ static void attention_share(void *arg, int thread, int n_threads)
     const struct attention_job *job = arg;
     int n_head = job->s->model->hp.n_head;
     float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
+    float *tmp = job->s->kv_head + (size_t)thread * job->s->model->hp.head_dim;
     for (int i = thread; i < job->n_tokens * n_head; i += n_threads)
-        attend(job->s, job->layer, i / n_head, i % n_head, scores);
+        attend(job->s, job->layer, i / n_head, i % n_head, scores, tmp);
 }
 
 static void attention(struct plm_session *s, int layer, int n_tokens)

@@ -21,11 +21,13 @@
 #include "format/gguf_writer.h"
 #include "pocketlm.h"
 #include "tensor/types.h"
+#include "tokenizer/vocab.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,19 +158,31 @@ static uint64_t rng_u64(struct normal_rng *rng)
     return mix64(rng->state);
 }
 
-/* Standard normal by Box-Muller, which yields values in pairs. */
+/* Uniform in [-1, 1). */
+static double rng_signed_unit(struct normal_rng *rng)
+{
+    return (double)(rng_u64(rng) >> 11) * 0x1.0p-52 - 1.0;
+}
+
+/* Standard normal by Marsaglia's polar method: a point drawn uniformly in the
+ * unit disc gives two independent normals with one log and one square root
+ * (no sine or cosine, unlike Box-Muller). */
 static double rng_normal(struct normal_rng *rng)
 {
     if (rng->has_spare) {
         rng->has_spare = false;
         return rng->spare;
     }
-    double u1 = (double)((rng_u64(rng) >> 11) + 1) * 0x1.0p-53; /* (0, 1]: log is finite */
-    double u2 = (double)(rng_u64(rng) >> 11) * 0x1.0p-53;
-    double radius = sqrt(-2.0 * log(u1)), angle = 2.0 * M_PI * u2;
-    rng->spare = radius * sin(angle);
+    double u, v, radius2;
+    do {
+        u = rng_signed_unit(rng);
+        v = rng_signed_unit(rng);
+        radius2 = u * u + v * v;
+    } while (radius2 >= 1.0 || radius2 == 0.0);
+    double scale = sqrt(-2.0 * log(radius2) / radius2);
+    rng->spare = v * scale;
     rng->has_spare = true;
-    return radius * cos(angle);
+    return u * scale;
 }
 
 /* FNV-1a of a tensor name, so each tensor has its own streams and keeps its
@@ -198,11 +212,12 @@ struct synth_tensor {
     enum tensor_init init;
 };
 
-/* Every shape has at most 32 layers of at most 12 tensors, plus 3 others. */
-#define MAX_PLAN_TENSORS (3 + 12 * 32)
+/* A layer has at most 12 tensors (qwen2); the model 3 more. */
+#define MAX_LAYER_TENSORS 12
+#define MAX_OTHER_TENSORS 3
 
 struct synth_plan {
-    struct synth_tensor tensors[MAX_PLAN_TENSORS];
+    struct synth_tensor *tensors;
     int n_tensors;
 };
 
@@ -218,6 +233,13 @@ static void plan_add(struct synth_plan *plan, const char *name, int type, int64_
     t->init = init;
 }
 
+/* "blk.<il>.<suffix>" in buf, which holds 48 bytes. */
+static const char *layer_name(char *buf, int il, const char *suffix)
+{
+    snprintf(buf, 48, "blk.%d.%s", il, suffix);
+    return buf;
+}
+
 /* The converter's tensors, in its order: generated extras (rope_freqs) first,
  * then the checkpoint's, then the final norm. 1-D tensors are F32. */
 static void plan_tensors(struct synth_plan *plan, const struct synth_shape *s, int n_layer,
@@ -231,26 +253,24 @@ static void plan_tensors(struct synth_plan *plan, const struct synth_shape *s, i
         plan_add(plan, "rope_freqs.weight", type, s->head_dim / 2, 1, INIT_ROPE_FREQS);
     plan_add(plan, "token_embd.weight", type, s->n_embd, s->n_vocab, INIT_MATRIX);
     for (int il = 0; il < n_layer; il++) {
-#define LAYER(suffix) (snprintf(name, sizeof name, "blk.%d.%s", il, suffix), name)
-        plan_add(plan, LAYER("attn_norm.weight"), type, s->n_embd, 1, INIT_NORM);
-        plan_add(plan, LAYER("attn_q.weight"), type, s->n_embd, q_dim, INIT_MATRIX);
-        plan_add(plan, LAYER("attn_k.weight"), type, s->n_embd, kv_dim, INIT_MATRIX);
-        plan_add(plan, LAYER("attn_v.weight"), type, s->n_embd, kv_dim, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "attn_norm.weight"), type, s->n_embd, 1, INIT_NORM);
+        plan_add(plan, layer_name(name, il, "attn_q.weight"), type, s->n_embd, q_dim, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "attn_k.weight"), type, s->n_embd, kv_dim, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "attn_v.weight"), type, s->n_embd, kv_dim, INIT_MATRIX);
         if (s->arch == SYNTH_QWEN2) {
-            plan_add(plan, LAYER("attn_q.bias"), type, q_dim, 1, INIT_BIAS);
-            plan_add(plan, LAYER("attn_k.bias"), type, kv_dim, 1, INIT_BIAS);
-            plan_add(plan, LAYER("attn_v.bias"), type, kv_dim, 1, INIT_BIAS);
+            plan_add(plan, layer_name(name, il, "attn_q.bias"), type, q_dim, 1, INIT_BIAS);
+            plan_add(plan, layer_name(name, il, "attn_k.bias"), type, kv_dim, 1, INIT_BIAS);
+            plan_add(plan, layer_name(name, il, "attn_v.bias"), type, kv_dim, 1, INIT_BIAS);
         }
         if (s->arch == SYNTH_QWEN3) {
-            plan_add(plan, LAYER("attn_q_norm.weight"), type, s->head_dim, 1, INIT_NORM);
-            plan_add(plan, LAYER("attn_k_norm.weight"), type, s->head_dim, 1, INIT_NORM);
+            plan_add(plan, layer_name(name, il, "attn_q_norm.weight"), type, s->head_dim, 1, INIT_NORM);
+            plan_add(plan, layer_name(name, il, "attn_k_norm.weight"), type, s->head_dim, 1, INIT_NORM);
         }
-        plan_add(plan, LAYER("attn_output.weight"), type, q_dim, s->n_embd, INIT_MATRIX);
-        plan_add(plan, LAYER("ffn_norm.weight"), type, s->n_embd, 1, INIT_NORM);
-        plan_add(plan, LAYER("ffn_gate.weight"), type, s->n_embd, s->n_ff, INIT_MATRIX);
-        plan_add(plan, LAYER("ffn_up.weight"), type, s->n_embd, s->n_ff, INIT_MATRIX);
-        plan_add(plan, LAYER("ffn_down.weight"), type, s->n_ff, s->n_embd, INIT_MATRIX);
-#undef LAYER
+        plan_add(plan, layer_name(name, il, "attn_output.weight"), type, q_dim, s->n_embd, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "ffn_norm.weight"), type, s->n_embd, 1, INIT_NORM);
+        plan_add(plan, layer_name(name, il, "ffn_gate.weight"), type, s->n_embd, s->n_ff, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "ffn_up.weight"), type, s->n_embd, s->n_ff, INIT_MATRIX);
+        plan_add(plan, layer_name(name, il, "ffn_down.weight"), type, s->n_ff, s->n_embd, INIT_MATRIX);
     }
     plan_add(plan, "output_norm.weight", type, s->n_embd, 1, INIT_NORM);
 }
@@ -286,43 +306,56 @@ static void note_fallbacks(const struct synth_plan *plan, int type, const char *
 
 /* --------------------------------------------------------------- metadata */
 
-/* The keys convert_hf_to_gguf.py writes, in its order. */
+/* "<arch>.<suffix>" = value */
+static int set_arch_u32(struct gguf_writer *w, const char *arch, const char *suffix, int value)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_writer_set_u32(w, key, (uint32_t)value);
+}
+
+static int set_arch_f32(struct gguf_writer *w, const char *arch, const char *suffix, float value)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_writer_set_f32(w, key, value);
+}
+
+/* The keys convert_hf_to_gguf.py writes, in its order (the tokenizer's and
+ * general.quantization_version follow). */
 static int set_model_metadata(struct gguf_writer *w, const struct synth_shape *s, int n_layer,
                               int type, uint64_t seed)
 {
     const char *arch = arch_names[s->arch];
     const char *display_name = strchr(s->hf_repo, '/') + 1;
-    char name[96], layers[64] = "", description[256], key[96];
+    char name[96], layers[64] = "", description[256];
     snprintf(name, sizeof name, "%s (synthetic)", display_name);
     if (n_layer != s->n_layer)
         snprintf(layers, sizeof layers, " (%d of its %d layers)", n_layer, s->n_layer);
     snprintf(description, sizeof description,
              "random weights (seed %" PRIu64 ") in the shape of %s%s, written by pocketlm synth",
              seed, s->hf_repo, layers);
-    int rc = 0;
-#define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
-    if (!rc) rc = gguf_writer_set_str(w, "general.architecture", arch);
+    int rc = gguf_writer_set_str(w, "general.architecture", arch);
     if (!rc) rc = gguf_writer_set_str(w, "general.type", "model");
     if (!rc) rc = gguf_writer_set_str(w, "general.name", name);
     if (!rc) rc = gguf_writer_set_str(w, "general.description", description);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("block_count"), (uint32_t)n_layer);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("context_length"), (uint32_t)s->n_ctx_train);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("embedding_length"), (uint32_t)s->n_embd);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("feed_forward_length"), (uint32_t)s->n_ff);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("attention.head_count"), (uint32_t)s->n_head);
-    if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("attention.head_count_kv"), (uint32_t)s->n_head_kv);
-    if (!rc) rc = gguf_writer_set_f32(w, ARCH_KEY("rope.freq_base"), s->rope_freq_base);
-    if (!rc) rc = gguf_writer_set_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), s->norm_eps);
-    if (s->head_dim_in_config) {
-        if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("attention.key_length"), (uint32_t)s->head_dim);
-        if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("attention.value_length"), (uint32_t)s->head_dim);
+    if (!rc) rc = set_arch_u32(w, arch, "block_count", n_layer);
+    if (!rc) rc = set_arch_u32(w, arch, "context_length", s->n_ctx_train);
+    if (!rc) rc = set_arch_u32(w, arch, "embedding_length", s->n_embd);
+    if (!rc) rc = set_arch_u32(w, arch, "feed_forward_length", s->n_ff);
+    if (!rc) rc = set_arch_u32(w, arch, "attention.head_count", s->n_head);
+    if (!rc) rc = set_arch_u32(w, arch, "attention.head_count_kv", s->n_head_kv);
+    if (!rc) rc = set_arch_f32(w, arch, "rope.freq_base", s->rope_freq_base);
+    if (!rc) rc = set_arch_f32(w, arch, "attention.layer_norm_rms_epsilon", s->norm_eps);
+    if (!rc && s->head_dim_in_config) {
+        rc = set_arch_u32(w, arch, "attention.key_length", s->head_dim);
+        if (!rc) rc = set_arch_u32(w, arch, "attention.value_length", s->head_dim);
     }
     if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)synth_file_type(type));
-    if (s->arch == SYNTH_LLAMA) {
-        if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("vocab_size"), (uint32_t)s->n_vocab);
-        if (!rc) rc = gguf_writer_set_u32(w, ARCH_KEY("rope.dimension_count"), (uint32_t)s->head_dim);
+    if (!rc && s->arch == SYNTH_LLAMA) {
+        rc = set_arch_u32(w, arch, "vocab_size", s->n_vocab);
+        if (!rc) rc = set_arch_u32(w, arch, "rope.dimension_count", s->head_dim);
     }
-#undef ARCH_KEY
     return rc;
 }
 
@@ -371,7 +404,7 @@ static int write_padded_vocab(struct gguf_writer *w, struct vocab_list *v, int n
         char *text = pad_texts + (size_t)(id - v->n) * PAD_TEXT_MAX;
         v->lens[id] = (size_t)snprintf(text, PAD_TEXT_MAX, "[PAD%d]", id);
         v->texts[id] = text;
-        v->types[id] = 5; /* unused */
+        v->types[id] = PLM_TOKEN_UNUSED;
         if (v->scores)
             v->scores[id] = -1000.0f;
     }
@@ -405,8 +438,8 @@ static int read_vocab_list(const struct gguf_file *f, const char *path, int n_vo
         return plm_fail(PLM_ERR_FORMAT, "%s: no tokenizer.ggml.tokens string array (not a vocab file?)", path);
     if (tokens->count > (uint64_t)n_vocab)
         return plm_fail(PLM_ERR_LIMIT,
-                        "%s: the vocabulary has %" PRIu64 " tokens, more than the %d of %s",
-                        path, tokens->count, n_vocab, shape_name);
+                        "%s: the vocabulary has %" PRIu64 " tokens, more than %s's %d",
+                        path, tokens->count, shape_name, n_vocab);
     int n = (int)tokens->count;
     const struct gguf_kv *scores, *types;
     int rc;
@@ -415,7 +448,7 @@ static int read_vocab_list(const struct gguf_file *f, const char *path, int n_vo
         (rc = vocab_list_alloc(v, n, n_vocab, scores != NULL)))
         return rc;
     for (int id = 0; id < n; id++) {
-        int64_t type = 1; /* normal, llama.cpp's default when a file has no types */
+        int64_t type = PLM_TOKEN_NORMAL; /* llama.cpp's default when a file has no types */
         v->texts[id] = tokens->strings[id].ptr;
         v->lens[id] = tokens->strings[id].len;
         if (scores)
@@ -453,28 +486,34 @@ static int set_vocab_from_file(struct gguf_writer *w, const char *path, int n_vo
     return rc;
 }
 
-/* Without a vocab file: a SentencePiece-style vocabulary of <unk>, <s>, </s>
- * and the 256 byte tokens <0x00>..<0xFF>, so any text tokenizes (byte by byte)
- * and decodes, padded to n_vocab. */
+/* Without a vocab file: a SentencePiece-style vocabulary of <unk>, <s>, </s>,
+ * the 256 byte tokens <0x00>..<0xFF> and the word-boundary piece "▁", padded
+ * to n_vocab. Any text tokenizes (spaces to "▁", everything else byte by byte)
+ * and decodes back to itself; without "▁" a space would fall back to the bytes
+ * of "▁" and decode as that character. */
 static int set_byte_vocab(struct gguf_writer *w, int n_vocab)
 {
     static const char *const specials[] = {"<unk>", "<s>", "</s>"};
+    enum { FIRST_BYTE = 3, WORD_BOUNDARY = FIRST_BYTE + 256, N_TOKENS = WORD_BOUNDARY + 1 };
     char byte_texts[256][7];
     struct vocab_list v;
-    int rc = vocab_list_alloc(&v, 3 + 256, n_vocab, true);
+    int rc = vocab_list_alloc(&v, N_TOKENS, n_vocab, true);
     if (rc)
         return rc;
-    for (int id = 0; id < 3; id++) {
+    for (int id = 0; id < FIRST_BYTE; id++) {
         v.texts[id] = specials[id];
         v.lens[id] = strlen(specials[id]);
-        v.types[id] = id == 0 ? 2 : 3; /* unknown, control */
+        v.types[id] = id == 0 ? PLM_TOKEN_UNKNOWN : PLM_TOKEN_CONTROL;
     }
     for (int byte = 0; byte < 256; byte++) {
         snprintf(byte_texts[byte], sizeof byte_texts[byte], "<0x%02X>", byte);
-        v.texts[3 + byte] = byte_texts[byte];
-        v.lens[3 + byte] = 6;
-        v.types[3 + byte] = 6; /* byte */
+        v.texts[FIRST_BYTE + byte] = byte_texts[byte];
+        v.lens[FIRST_BYTE + byte] = 6;
+        v.types[FIRST_BYTE + byte] = PLM_TOKEN_BYTE;
     }
+    v.texts[WORD_BOUNDARY] = "\xe2\x96\x81"; /* U+2581 */
+    v.lens[WORD_BOUNDARY] = 3;
+    v.types[WORD_BOUNDARY] = PLM_TOKEN_NORMAL;
     rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.pre", "default");
     if (!rc) rc = write_padded_vocab(w, &v, n_vocab);
@@ -545,28 +584,104 @@ static int write_at(int fd, const char *path, const void *bytes, size_t size, ui
     return PLM_OK;
 }
 
-/* Elements generated at a time: a few megabytes of floats and encoded rows. */
+/* Elements each thread generates at a time: a few megabytes of floats and of
+ * encoded rows. */
 #define CHUNK_ELEMENTS (1 << 20)
+#define MAX_THREADS 16
 
-/* Generates and encodes a tensor a few rows at a time, writing each chunk at
- * its place in the file (offset = where the tensor's data starts). */
-static int write_tensor(int fd, const char *path, const struct synth_shape *s,
-                        const struct synth_tensor *t, uint64_t seed, uint64_t offset,
-                        float *values, uint8_t *encoded)
+/* Rows [row0, row0 + n_rows) of a tensor, generated and encoded by one thread. */
+struct row_job {
+    const struct synth_shape *shape;
+    const struct synth_tensor *tensor;
+    uint64_t seed;
+    int64_t row0, n_rows;
+    float *values;    /* room for n_rows rows of floats */
+    uint8_t *encoded; /* where the n_rows encoded rows go */
+};
+
+static void *encode_rows(void *arg)
+{
+    const struct row_job *job = arg;
+    const int64_t n = job->tensor->ne[0];
+    const size_t row_bytes = plm_row_bytes(job->tensor->type, n);
+    fill_rows(job->shape, job->tensor, job->seed, job->row0, job->n_rows, job->values);
+    for (int64_t r = 0; r < job->n_rows; r++)
+        plm_quantize_row(job->tensor->type, job->values + r * n, job->encoded + (size_t)r * row_bytes, n);
+    return NULL;
+}
+
+/* Buffers for n_threads threads, each CHUNK_ELEMENTS (or one row, if longer). */
+struct work_buffers {
+    int n_threads;
+    size_t elements_per_thread;
+    float *values;
+    uint8_t *encoded; /* no type is wider than F32 */
+};
+
+/* Encodes rows [row0, row0 + n_rows), spread over the threads, into encoded.
+ * Every row draws from its own stream, so the result does not depend on the
+ * number of threads. */
+static void encode_chunk(const struct work_buffers *work, const struct synth_shape *s,
+                         const struct synth_tensor *t, uint64_t seed, int64_t row0, int64_t n_rows)
 {
     const int64_t n = t->ne[0];
     const size_t row_bytes = plm_row_bytes(t->type, n);
-    const int64_t rows_per_chunk = n >= CHUNK_ELEMENTS ? 1 : CHUNK_ELEMENTS / n;
+    const int64_t rows_per_thread = (n_rows + work->n_threads - 1) / work->n_threads;
+    struct row_job jobs[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    int n_jobs = 0;
+    for (int64_t first = 0; first < n_rows; first += rows_per_thread, n_jobs++) {
+        jobs[n_jobs] = (struct row_job){
+            .shape = s, .tensor = t, .seed = seed, .row0 = row0 + first,
+            .n_rows = n_rows - first < rows_per_thread ? n_rows - first : rows_per_thread,
+            .values = work->values + first * n,
+            .encoded = work->encoded + (size_t)first * row_bytes,
+        };
+    }
+    for (int j = 1; j < n_jobs; j++)
+        started[j] = pthread_create(&threads[j], NULL, encode_rows, &jobs[j]) == 0;
+    for (int j = 0; j < n_jobs; j++)
+        if (!started[j])
+            encode_rows(&jobs[j]); /* job 0, and any thread that could not start */
+    for (int j = 1; j < n_jobs; j++)
+        if (started[j])
+            pthread_join(threads[j], NULL);
+}
+
+/* Generates and encodes a tensor a chunk of rows at a time, writing each chunk
+ * at its place in the file (offset = where the tensor's data starts). */
+static int write_tensor(int fd, const char *path, const struct work_buffers *work,
+                        const struct synth_shape *s, const struct synth_tensor *t, uint64_t seed,
+                        uint64_t offset)
+{
+    const int64_t n = t->ne[0];
+    const size_t row_bytes = plm_row_bytes(t->type, n);
+    const int64_t rows_per_chunk = (int64_t)(work->elements_per_thread / (size_t)n) * work->n_threads;
     for (int64_t row0 = 0; row0 < t->ne[1]; row0 += rows_per_chunk) {
         int64_t n_rows = t->ne[1] - row0 < rows_per_chunk ? t->ne[1] - row0 : rows_per_chunk;
-        fill_rows(s, t, seed, row0, n_rows, values);
-        for (int64_t r = 0; r < n_rows; r++)
-            plm_quantize_row(t->type, values + r * n, encoded + (size_t)r * row_bytes, n);
-        int rc = write_at(fd, path, encoded, (size_t)n_rows * row_bytes,
+        encode_chunk(work, s, t, seed, row0, n_rows);
+        int rc = write_at(fd, path, work->encoded, (size_t)n_rows * row_bytes,
                           offset + (uint64_t)row0 * row_bytes);
         if (rc)
             return rc;
     }
+    return PLM_OK;
+}
+
+static int work_buffers_init(struct work_buffers *work, const struct synth_plan *plan)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    work->n_threads = cores < 1 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (int)cores;
+    work->elements_per_thread = CHUNK_ELEMENTS;
+    for (int i = 0; i < plan->n_tensors; i++)
+        if ((size_t)plan->tensors[i].ne[0] > work->elements_per_thread)
+            work->elements_per_thread = (size_t)plan->tensors[i].ne[0];
+    size_t elements = work->elements_per_thread * (size_t)work->n_threads;
+    work->values = malloc(elements * sizeof(float));
+    work->encoded = malloc(elements * sizeof(float));
+    if (!work->values || !work->encoded)
+        return plm_fail(PLM_ERR_NOMEM, "synth: out of memory");
     return PLM_OK;
 }
 
@@ -578,26 +693,21 @@ static int write_weights(const char *path, const struct synth_shape *s,
     int rc = gguf_open(path, &layout);
     if (rc)
         return rc;
+    struct work_buffers work = {0};
     int fd = open(path, O_WRONLY);
-    int64_t longest_row = 0;
-    for (int i = 0; i < plan->n_tensors; i++)
-        longest_row = plan->tensors[i].ne[0] > longest_row ? plan->tensors[i].ne[0] : longest_row;
-    size_t chunk = longest_row > CHUNK_ELEMENTS ? (size_t)longest_row : CHUNK_ELEMENTS;
-    float *values = malloc(chunk * sizeof(float));
-    uint8_t *encoded = malloc(chunk * sizeof(float)); /* no type is wider than F32 */
     if (fd < 0)
         rc = plm_fail(PLM_ERR_IO, "cannot open '%s' for writing: %s", path, strerror(errno));
-    else if (!values || !encoded)
-        rc = plm_fail(PLM_ERR_NOMEM, "synth: out of memory");
+    else
+        rc = work_buffers_init(&work, plan);
     for (int i = 0; !rc && i < plan->n_tensors; i++) {
         const struct gguf_tensor *t = gguf_find_tensor(layout, plan->tensors[i].name);
-        rc = write_tensor(fd, path, s, &plan->tensors[i], seed, layout->data_offset + t->offset,
-                          values, encoded);
+        rc = t ? write_tensor(fd, path, &work, s, &plan->tensors[i], seed, layout->data_offset + t->offset)
+               : plm_fail(PLM_ERR_FORMAT, "%s: tensor '%s' vanished", path, plan->tensors[i].name);
     }
     if (fd >= 0 && close(fd) != 0 && !rc)
         rc = plm_fail(PLM_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    free(values);
-    free(encoded);
+    free(work.values);
+    free(work.encoded);
     gguf_free(layout);
     return rc;
 }
@@ -616,7 +726,7 @@ static int map_zeros(const char *path, size_t size, void **zeros)
     int rc = PLM_OK;
     int fd = open(scratch, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
-        rc = plm_fail(PLM_ERR_IO, "cannot create '%s': %s", scratch, strerror(errno));
+        rc = plm_fail(PLM_ERR_IO, "cannot create scratch file '%s': %s", scratch, strerror(errno));
     } else {
         unlink(scratch);
         if (ftruncate(fd, (off_t)size) == 0)
@@ -679,33 +789,35 @@ int plm_synth(const struct plm_synth_params *p, const char *out_path)
     int type = plm_type_from_name(p->type);
     if (!plm_type_traits(type))
         return plm_fail(PLM_ERR_ARG,
-                        "unknown tensor type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                        "unknown or unsupported tensor type '%s' (use F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
                         "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
                         p->type ? p->type : "");
     int n_layer = p->n_layer ? p->n_layer : s->n_layer;
     if (n_layer < 1 || n_layer > s->n_layer)
         return plm_fail(PLM_ERR_ARG, "%s has %d layers: cannot write %d", s->name, s->n_layer, n_layer);
 
-    struct synth_plan *plan = malloc(sizeof *plan);
+    struct synth_plan plan = {
+        .tensors = calloc(MAX_OTHER_TENSORS + (size_t)n_layer * MAX_LAYER_TENSORS, sizeof *plan.tensors),
+    };
     size_t partial_size = strlen(out_path) + sizeof ".partial";
     char *partial_path = malloc(partial_size);
-    if (!plan || !partial_path) {
-        free(plan);
+    if (!plan.tensors || !partial_path) {
+        free(plan.tensors);
         free(partial_path);
         return plm_fail(PLM_ERR_NOMEM, "synth: out of memory");
     }
     snprintf(partial_path, partial_size, "%s.partial", out_path);
-    plan_tensors(plan, s, n_layer, type);
-    note_fallbacks(plan, type, s->name, p->on_note, p->user);
+    plan_tensors(&plan, s, n_layer, type);
+    note_fallbacks(&plan, type, s->name, p->on_note, p->user);
 
-    int rc = write_layout(partial_path, s, plan, p, n_layer, type);
+    int rc = write_layout(partial_path, s, &plan, p, n_layer, type);
     if (!rc)
-        rc = write_weights(partial_path, s, plan, p->seed);
+        rc = write_weights(partial_path, s, &plan, p->seed);
     if (!rc && rename(partial_path, out_path) != 0)
         rc = plm_fail(PLM_ERR_IO, "cannot rename '%s' to '%s': %s", partial_path, out_path, strerror(errno));
     if (rc)
         remove(partial_path);
     free(partial_path);
-    free(plan);
+    free(plan.tensors);
     return rc;
 }

@@ -39,6 +39,20 @@ expect_stderr "prompt is [0-9]+ tokens but the context holds 16" "prompt too lon
 expect_exit 0 "context full" -- "$PLM" run -m "$model" -c 32 --temp 0
 expect_stderr "stop: context full" "context full"
 
+# Memory: --mem-budget refuses what would not fit and says what would; --kv-type.
+expect_exit 1 "over the memory budget" -- "$PLM" run -m "$model" --mem-budget 1500K -p hi -n 2
+expect_stderr "over the budget of 1.5 MiB; a context of at most [0-9]+ tokens fits" "budget names the context that fits"
+fits=$(grep -Eo "at most [0-9]+" "$TMP/err" | grep -Eo "[0-9]+")
+expect_exit 0 "the context it names fits" -- "$PLM" run -m "$model" --mem-budget 1500K -c "$fits" -p hi -n 2
+expect_exit 1 "budget below the weights" -- "$PLM" run -m "$model" --mem-budget 100K -p hi
+expect_stderr "no context fits" "budget below the weights"
+expect_exit 2 "malformed budget" -- "$PLM" run -m "$model" --mem-budget lots -p hi
+expect_exit 0 "f16 KV cache" -- "$PLM" run -m "$model" --kv-type f16 --temp 0 -n 30
+[[ "$(cat "$TMP/out")" == "Once upon a time, there was a little girl named Lily."* ]] && pass || fail "f16 cache tells the same story"
+expect_exit 1 "q8_0 cache with 8-wide heads" -- "$PLM" run -m "$model" --kv-type q8_0 -p hi
+expect_stderr "multiple of 32" "q8_0 cache with 8-wide heads"
+expect_exit 2 "unknown KV type" -- "$PLM" run -m "$model" --kv-type q3 -p hi
+
 # Invalid sampling parameters are a usage error.
 expect_exit 2 "negative temperature" -- "$PLM" run -m "$model" --temp -1
 

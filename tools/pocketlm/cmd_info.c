@@ -86,10 +86,12 @@ int cmd_info(int argc, char **argv)
     const char *path = NULL;
     bool json = false;
     int n_ctx = 0;
+    const char *kv_type = NULL;
     struct option table[] = {
         {NULL, "--json", OPT_FLAG, &json, NULL, "print JSON instead of text"},
         {"-c", "--ctx-size", OPT_INT, &n_ctx, "N", "context for the memory estimate (default: the model's)"},
         {NULL, "--ctx", OPT_INT, &n_ctx, "N", "same as --ctx-size"},
+        {NULL, "--kv-type", OPT_STRING, &kv_type, "TYPE", "KV cache type for the estimate: f32, f16 or q8_0"},
     };
     struct command_spec spec = {"info", "FILE [--json] [-c CTX]",
                                 "Shows a model's architecture, parameters, tensor types and the memory it needs.",
@@ -101,6 +103,9 @@ int cmd_info(int argc, char **argv)
         fprintf(stderr, "pocketlm info: no model file given\n");
         return EXIT_USAGE;
     }
+    struct plm_session_params params = {0};
+    if (!parse_kv_type("info", kv_type, &params.kv_type))
+        return EXIT_USAGE;
     plm_model *model;
     if (plm_model_load(path, &model))
         return report_error("info", plm_last_error());
@@ -108,13 +113,12 @@ int cmd_info(int argc, char **argv)
     plm_model_get_info(model, &info);
     struct plm_type_stat stats[MAX_TYPES];
     int n_types = plm_model_type_stats(model, stats, MAX_TYPES);
-    if (n_ctx <= 0)
-        n_ctx = info.n_ctx_train;
-    uint64_t session_bytes = plm_session_memory_needed(model, n_ctx);
+    params.n_ctx = n_ctx > 0 ? n_ctx : info.n_ctx_train;
+    uint64_t session_bytes = plm_session_memory_needed(model, &params);
     if (json)
-        print_json_info(path, &info, stats, n_types, n_ctx, session_bytes);
+        print_json_info(path, &info, stats, n_types, params.n_ctx, session_bytes);
     else
-        print_text_info(path, &info, stats, n_types, n_ctx, session_bytes);
+        print_text_info(path, &info, stats, n_types, params.n_ctx, session_bytes);
     plm_model_free(model);
     return EXIT_OK;
 }

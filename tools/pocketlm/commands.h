@@ -11,13 +11,20 @@ int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 struct model_options {
     const char *model_path;
     int n_ctx;     /* 0 = min(model's training context, 4096) */
     int n_threads;
+    const char *kv_type;    /* "f32", "f16", "q8_0" */
+    const char *mem_budget; /* bytes, with an optional K/M/G suffix */
 };
+
+/* Parses --kv-type; false (after printing why) for an unknown name. */
+bool parse_kv_type(const char *command, const char *name, enum plm_kv_type *kv_type);
 
 /* Options of the commands that generate text. */
 struct generation_options {

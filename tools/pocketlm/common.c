@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,70 @@ int report_error(const char *command, const char *what)
     return EXIT_FAILURE_RUNTIME;
 }
 
+bool parse_kv_type(const char *command, const char *name, enum plm_kv_type *kv_type)
+{
+    if (!name || strcmp(name, "f32") == 0)
+        *kv_type = PLM_KV_F32;
+    else if (strcmp(name, "f16") == 0)
+        *kv_type = PLM_KV_F16;
+    else if (strcmp(name, "q8_0") == 0)
+        *kv_type = PLM_KV_Q8_0;
+    else {
+        fprintf(stderr, "pocketlm %s: --kv-type must be f32, f16 or q8_0, not '%s'\n", command, name);
+        return false;
+    }
+    return true;
+}
+
+/* "1500000000", "512M", "2G" -> bytes; false when malformed. */
+static bool parse_bytes(const char *text, uint64_t *bytes)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-')
+        return false;
+    uint64_t scale = 1;
+    switch (*end) {
+    case 'K': case 'k': scale = 1ull << 10; end++; break;
+    case 'M': case 'm': scale = 1ull << 20; end++; break;
+    case 'G': case 'g': scale = 1ull << 30; end++; break;
+    default: break;
+    }
+    if (*end || v > UINT64_MAX / scale)
+        return false;
+    *bytes = v * scale;
+    return true;
+}
+
+/* Refuses a model and context that would exceed --mem-budget, saying what fits. */
+static int check_budget(const char *command, const struct model_options *opts, plm_model *model,
+                        const struct plm_session_params *params)
+{
+    uint64_t budget;
+    if (!parse_bytes(opts->mem_budget, &budget)) {
+        fprintf(stderr, "pocketlm %s: --mem-budget expects bytes such as 1500000000, 512M or 2G, not '%s'\n",
+                command, opts->mem_budget);
+        return EXIT_USAGE;
+    }
+    struct plm_model_info info;
+    plm_model_get_info(model, &info);
+    uint64_t needed = info.weight_bytes + plm_session_memory_needed(model, params);
+    if (needed <= budget)
+        return EXIT_OK;
+    int fits = plm_session_max_ctx(model, params, budget);
+    double mib = 1024.0 * 1024.0;
+    if (fits == 0)
+        fprintf(stderr, "pocketlm %s: the model needs %.1f MiB with a %d-token context, over the budget of %.1f MiB; "
+                        "its weights alone take %.1f MiB, so no context fits (try a smaller quantization)\n",
+                command, needed / mib, params->n_ctx, budget / mib, info.weight_bytes / mib);
+    else
+        fprintf(stderr, "pocketlm %s: the model needs %.1f MiB with a %d-token context, over the budget of %.1f MiB; "
+                        "a context of at most %d tokens fits (-c %d)\n",
+                command, needed / mib, params->n_ctx, budget / mib, fits, fits);
+    return EXIT_FAILURE_RUNTIME;
+}
+
 int open_model(const char *command, const struct model_options *opts, plm_model **model,
                plm_session **session)
 {
@@ -26,20 +91,23 @@ int open_model(const char *command, const struct model_options *opts, plm_model 
         fprintf(stderr, "pocketlm %s: no model given (-m FILE)\n", command);
         return EXIT_USAGE;
     }
+    struct plm_session_params params = {.n_ctx = opts->n_ctx, .n_threads = opts->n_threads};
+    if (!parse_kv_type(command, opts->kv_type, &params.kv_type))
+        return EXIT_USAGE;
     if (plm_model_load(opts->model_path, model))
         return report_error(command, plm_last_error());
     struct plm_model_info info;
     plm_model_get_info(*model, &info);
-    struct plm_session_params params = {.n_ctx = opts->n_ctx, .n_threads = opts->n_threads};
     if (params.n_ctx <= 0)
         params.n_ctx = info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
-    if (plm_session_new(*model, &params, session)) {
-        report_error(command, plm_last_error());
+    int rc = opts->mem_budget ? check_budget(command, opts, *model, &params) : EXIT_OK;
+    if (rc == EXIT_OK && plm_session_new(*model, &params, session))
+        rc = report_error(command, plm_last_error());
+    if (rc) {
         plm_model_free(*model);
         *model = NULL;
-        return EXIT_FAILURE_RUNTIME;
     }
-    return EXIT_OK;
+    return rc;
 }
 
 bool print_text(void *user, const char *text, size_t len)
@@ -57,6 +125,10 @@ int model_option_entries(struct option *t, struct model_options *m)
     t[n++] = (struct option){"-c", "--ctx-size", OPT_INT, &m->n_ctx, "N",
                              "context size in tokens (default: the model's, at most 4096)"};
     t[n++] = (struct option){"-t", "--threads", OPT_INT, &m->n_threads, "N", "threads (default: all cores)"};
+    t[n++] = (struct option){NULL, "--kv-type", OPT_STRING, &m->kv_type, "TYPE",
+                             "KV cache type: f32, f16 or q8_0 (default f32)"};
+    t[n++] = (struct option){NULL, "--mem-budget", OPT_STRING, &m->mem_budget, "BYTES",
+                             "refuse to run if weights + session would exceed BYTES (K/M/G suffixes)"};
     return n;
 }
 

@@ -6,6 +6,8 @@
  *   convert     Hugging Face / llama2.c checkpoints to GGUF
  *   perplexity  how well a model predicts a text
  *   tokenize    the token ids of a text
+ *   bench       speed against this machine's limits
+ *   synth       random-weight models with the shapes of real ones
  */
 #include "commands.h"
 
@@ -25,6 +27,8 @@ static const struct command commands[] = {
     {"convert", cmd_convert, "convert a Hugging Face or llama2.c checkpoint to GGUF"},
     {"perplexity", cmd_perplexity, "measure a model's perplexity on a text file"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"bench", cmd_bench, "measure prompt and generation speed against the machine's limits"},
+    {"synth", cmd_synth, "write a random-weight model with the shape of a real one"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,221 @@
+/*
+ * plm_matmul: picks the instruction set once per process (the best one this
+ * CPU has, or the one named by POCKETLM_ISA=scalar|avx2|avx512|neon) and runs
+ * its kernel for the weight type, or the scalar reference for types it has no
+ * kernel for.
+ *
+ * For a SIMD kernel, the activations are quantized once per call (if the
+ * kernel multiplies integers), then every weight row is dotted with the
+ * tokens a tile of PLM_TOKEN_TILE at a time, the last few one by one. Each
+ * output is computed by the same operations whatever the tile, so a token
+ * gets bit-identical results alone or in a batch.
+ */
+#include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
+#include "kernels/quantize_activations.h"
+#include "tensor/types.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20) /* Linux's bit, for older libc headers */
+#endif
+#endif
+
+static const char *const isa_names[] = {
+    [PLM_ISA_SCALAR] = "scalar",
+    [PLM_ISA_AVX2] = "avx2",
+    [PLM_ISA_AVX512] = "avx512",
+    [PLM_ISA_NEON] = "neon",
+};
+#define N_ISAS (int)(sizeof isa_names / sizeof isa_names[0])
+
+const char *plm_isa_name(enum plm_isa isa)
+{
+    return (int)isa >= 0 && (int)isa < N_ISAS ? isa_names[isa] : "unknown";
+}
+
+#if defined(__aarch64__)
+static bool cpu_has_dotprod(void)
+{
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+}
+#endif
+
+bool plm_isa_available(enum plm_isa isa)
+{
+    switch (isa) {
+    case PLM_ISA_SCALAR:
+        return true;
+    case PLM_ISA_AVX2:
+#if defined(__x86_64__)
+        /* The kernels also convert halves with F16C, which every AVX2 CPU
+         * has (it came a generation earlier); clang cannot test for it. */
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        return false;
+#endif
+    case PLM_ISA_NEON:
+#if defined(__aarch64__)
+        return true; /* Advanced SIMD is part of every aarch64 CPU */
+#else
+        return false;
+#endif
+    case PLM_ISA_AVX512: /* no kernels written yet */
+    default:
+        return false;
+    }
+}
+
+const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type)
+{
+    switch (isa) {
+#if defined(__x86_64__)
+    case PLM_ISA_AVX2:
+        return plm_avx2_kernel(type);
+#endif
+#if defined(__aarch64__)
+    case PLM_ISA_NEON:
+        return plm_neon_kernel(type, cpu_has_dotprod());
+#endif
+    default:
+        return NULL;
+    }
+}
+
+enum plm_isa plm_isa_choose(const char *requested)
+{
+    if (!requested || !*requested) {
+        if (plm_isa_available(PLM_ISA_AVX2))
+            return PLM_ISA_AVX2;
+        if (plm_isa_available(PLM_ISA_NEON))
+            return PLM_ISA_NEON;
+        return PLM_ISA_SCALAR;
+    }
+    for (int isa = 0; isa < N_ISAS; isa++) {
+        if (strcmp(requested, isa_names[isa]) != 0)
+            continue;
+        if (plm_isa_available((enum plm_isa)isa))
+            return (enum plm_isa)isa;
+        fprintf(stderr, "pocketlm: POCKETLM_ISA=%s is not available on this CPU or build; "
+                        "using scalar kernels\n", requested);
+        return PLM_ISA_SCALAR;
+    }
+    fprintf(stderr, "pocketlm: unknown POCKETLM_ISA=%s (expected scalar, avx2, avx512 or neon); "
+                    "using scalar kernels\n", requested);
+    return PLM_ISA_SCALAR;
+}
+
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static enum plm_isa chosen_isa;
+
+static void choose_isa_once(void)
+{
+    chosen_isa = plm_isa_choose(getenv("POCKETLM_ISA"));
+}
+
+enum plm_isa plm_matmul_isa(void)
+{
+    pthread_once(&isa_once, choose_isa_once);
+    return chosen_isa;
+}
+
+/* Bytes of one token's activations in a kernel's format, 0 if the row
+ * length does not fit it. */
+static size_t token_activation_bytes(enum plm_activation_format format, int64_t n_in)
+{
+    switch (format) {
+    case PLM_ACTIVATIONS_F32:
+        return (size_t)n_in * sizeof(float);
+    case PLM_ACTIVATIONS_Q8:
+        return n_in % PLM_QK ? 0 : (size_t)(n_in / PLM_QK) * sizeof(struct plm_act_q8);
+    case PLM_ACTIVATIONS_Q8_K:
+        return n_in % PLM_QK_K ? 0 : (size_t)(n_in / PLM_QK_K) * sizeof(struct plm_act_q8_K);
+    }
+    return 0;
+}
+
+/* The tokens' activations in the kernel's format: x itself for float
+ * kernels, else a quantized copy in *scratch (to be freed). NULL when the
+ * copy cannot be allocated. */
+static const void *prepare_activations(enum plm_activation_format format, const float *x,
+                                       int64_t n_in, int n_tokens, size_t token_bytes,
+                                       void **scratch)
+{
+    *scratch = NULL;
+    if (format == PLM_ACTIVATIONS_F32)
+        return x;
+    uint8_t *quantized = malloc(token_bytes * (size_t)n_tokens);
+    if (!quantized)
+        return NULL;
+    for (int t = 0; t < n_tokens; t++) {
+        const float *token = x + (size_t)t * (size_t)n_in;
+        void *out = quantized + (size_t)t * token_bytes;
+        if (format == PLM_ACTIVATIONS_Q8)
+            plm_quantize_activations_q8(token, out, n_in);
+        else
+            plm_quantize_activations_q8_K(token, out, n_in);
+    }
+    *scratch = quantized;
+    return quantized;
+}
+
+static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm_matrix *w,
+                               const float *x, float *y, int n_tokens)
+{
+    const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
+    const size_t token_bytes = token_activation_bytes(kernel->activations, w->n_in);
+    void *scratch = NULL;
+    const uint8_t *activations = NULL;
+    if (row_bytes > 0 && token_bytes > 0)
+        activations = prepare_activations(kernel->activations, x, w->n_in, n_tokens,
+                                          token_bytes, &scratch);
+    if (!activations) {
+        /* Empty or malformed rows (the scalar kernel asserts on the latter),
+         * or no memory for the quantized activations: the scalar kernel needs
+         * none. */
+        plm_matmul_scalar(w, x, y, n_tokens);
+        return;
+    }
+    for (int64_t r = 0; r < w->n_out; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+        int t = 0;
+        for (; t + PLM_TOKEN_TILE <= n_tokens; t += PLM_TOKEN_TILE)
+            kernel->tile4(row, activations + (size_t)t * token_bytes, w->n_in,
+                          y + (size_t)t * (size_t)w->n_out + r, w->n_out);
+        for (; t < n_tokens; t++)
+            kernel->tile1(row, activations + (size_t)t * token_bytes, w->n_in,
+                          y + (size_t)t * (size_t)w->n_out + r, w->n_out);
+    }
+    free(scratch);
+}
+
+void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x, float *y,
+                         int n_tokens)
+{
+    const struct plm_kernel *kernel = plm_isa_kernel(isa, w->type);
+    if (n_tokens <= 0 || w->n_out <= 0)
+        return;
+    if (kernel)
+        matmul_with_kernel(kernel, w, x, y, n_tokens);
+    else
+        plm_matmul_scalar(w, x, y, n_tokens);
+}
+
+void plm_matmul(const struct plm_matrix *w, const float *x, float *y, int n_tokens)
+{
+    plm_matmul_with_isa(plm_matmul_isa(), w, x, y, n_tokens);
+}
+
+float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n)
+{
+    const struct plm_matrix one_row = {.type = type, .data = row, .n_in = n, .n_out = 1};
+    float result = 0.0f;
+    plm_matmul(&one_row, x, &result, 1);
+    return result;
+}
