@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages pocketlm builds and tests with.
 # Does nothing when they are all present; uses sudo when not root.
+# --ci adds what CI also runs: the aarch64 cross compiler and qemu-user, and
+# node/npm for the reference GGUF parser.
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,11 @@ packages=(
   libcmocka-dev                      # unit tests
   python3 python3-jinja2             # renders the vendors' chat templates in the template tests
 )
+
+if [ "${1:-}" = "--ci" ]; then
+  packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+  command -v npm >/dev/null || packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
