@@ -23,6 +23,8 @@ struct pending_text {
 
 static int pending_append(struct pending_text *p, const char *bytes, size_t n)
 {
+    if (n == 0)
+        return PLM_OK; /* an empty piece; also keeps memcpy away from a NULL buffer */
     if (p->len + n > p->cap) {
         size_t cap = p->cap ? p->cap : 256;
         while (cap < p->len + n)
