@@ -1,6 +1,6 @@
 /*
  * The worker pool, and that splitting the forward pass across threads changes
- * nothing: every output row is computed by exactly one thread with the same
+ * nothing: every output row is computed once, by some thread, with the same
  * arithmetic, so logits must be bit-identical for any thread count.
  */
 #include "engine/threadpool.h"
@@ -16,66 +16,73 @@
 #include <time.h>
 
 #define MAX_TEST_THREADS 8
+#define MAX_TEST_CHUNKS 64
 
 struct count_job {
-    atomic_int calls[MAX_TEST_THREADS];
-    atomic_int sizes_seen_wrong;
-    int expected_threads;
+    atomic_int calls[MAX_TEST_CHUNKS];
+    atomic_int bad_arguments;
+    int n_threads, n_chunks;
 };
 
-static void count_calls(void *arg, int thread, int n_threads)
+static void count_calls(void *arg, int chunk, int n_chunks, int thread)
 {
     struct count_job *job = arg;
-    if (n_threads != job->expected_threads || thread < 0 || thread >= n_threads)
-        atomic_fetch_add(&job->sizes_seen_wrong, 1);
+    if (n_chunks != job->n_chunks || chunk < 0 || chunk >= n_chunks || thread < 0 || thread >= job->n_threads)
+        atomic_fetch_add(&job->bad_arguments, 1);
     else
-        atomic_fetch_add(&job->calls[thread], 1);
+        atomic_fetch_add(&job->calls[chunk], 1);
 }
 
-/* Every step runs the task exactly once on every thread, and run() returns
- * only after all of them finished (the counts are complete right away). */
-static void test_each_thread_runs_each_step_once(void **state)
+/* Every step runs every chunk exactly once, on some thread of the pool, and
+ * run() returns only after all of them finished (the counts are complete
+ * right away): with fewer, as many and more chunks than threads. */
+static void test_each_chunk_runs_once_per_step(void **state)
 {
     (void)state;
     for (int n_threads = 1; n_threads <= 4; n_threads++) {
         struct plm_threadpool *pool;
         assert_int_equal(threadpool_new(n_threads, &pool), PLM_OK);
         assert_int_equal(threadpool_size(pool), n_threads);
-        struct count_job job = {.expected_threads = n_threads};
-        for (int step = 1; step <= 2000; step++) {
-            threadpool_run(pool, count_calls, &job);
-            for (int t = 0; t < n_threads; t++)
-                assert_int_equal(atomic_load(&job.calls[t]), step);
+        const int chunk_counts[] = {1, 2, n_threads, 3 * n_threads + 1, MAX_TEST_CHUNKS};
+        for (size_t k = 0; k < sizeof chunk_counts / sizeof chunk_counts[0]; k++) {
+            struct count_job job = {.n_threads = n_threads, .n_chunks = chunk_counts[k]};
+            for (int step = 1; step <= 500; step++) {
+                threadpool_run(pool, count_calls, &job, job.n_chunks);
+                for (int c = 0; c < job.n_chunks; c++)
+                    assert_int_equal(atomic_load(&job.calls[c]), step);
+            }
+            assert_int_equal(atomic_load(&job.bad_arguments), 0);
         }
-        assert_int_equal(atomic_load(&job.sizes_seen_wrong), 0);
         threadpool_free(pool);
     }
 }
 
-static void sleep_a_little(void *arg, int thread, int n_threads)
+static void sleep_on_one_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     (void)arg;
-    (void)n_threads;
-    if (thread == 1) {
+    (void)n_chunks;
+    (void)thread;
+    if (chunk == 1) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }
 }
 
-/* Workers that fell asleep between steps (long pauses) still wake up. */
+/* Workers that fell asleep between steps (long pauses) still wake up, and a
+ * slow chunk does not let run() return early. */
 static void test_workers_wake_after_long_pauses(void **state)
 {
     (void)state;
     struct plm_threadpool *pool;
     assert_int_equal(threadpool_new(3, &pool), PLM_OK);
-    struct count_job job = {.expected_threads = 3};
+    struct count_job job = {.n_threads = 3, .n_chunks = 7};
     for (int step = 1; step <= 5; step++) {
         struct timespec pause = {0, 50000000}; /* long enough for the workers to sleep */
         nanosleep(&pause, NULL);
-        threadpool_run(pool, sleep_a_little, NULL);
-        threadpool_run(pool, count_calls, &job);
-        for (int t = 0; t < 3; t++)
-            assert_int_equal(atomic_load(&job.calls[t]), step);
+        threadpool_run(pool, sleep_on_one_chunk, NULL, 3);
+        threadpool_run(pool, count_calls, &job, job.n_chunks);
+        for (int c = 0; c < job.n_chunks; c++)
+            assert_int_equal(atomic_load(&job.calls[c]), step);
     }
     threadpool_free(pool);
 }
@@ -140,7 +147,7 @@ static void test_logits_identical_for_any_thread_count(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_each_thread_runs_each_step_once),
+        cmocka_unit_test(test_each_chunk_runs_once_per_step),
         cmocka_unit_test(test_workers_wake_after_long_pauses),
         cmocka_unit_test(test_free_unused_pool),
         cmocka_unit_test(test_logits_identical_for_any_thread_count),

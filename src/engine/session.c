@@ -58,7 +58,9 @@ static struct session_sizes session_sizes(const struct plm_model *m, const struc
     struct session_sizes z;
     z.kv_cache = (size_t)hp->n_layer * p->n_ctx * plm_row_bytes(kv_plm_type(p->kv_type), (int64_t)kv_dim);
     z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
-    z.matmul_part = p->n_threads > 1 ? PLM_BATCH * (widest / p->n_threads + PLM_ROW_GRAIN) : 0;
+    /* A chunk of a product has at most widest / n_threads + one grain rows, or two
+     * grains when the product is too small for one chunk per thread. */
+    z.matmul_part = p->n_threads > 1 ? PLM_BATCH * (widest / p->n_threads + 2 * PLM_ROW_GRAIN) : 0;
     z.other = (size_t)p->n_threads * (p->n_ctx + hp->head_dim) + 3 * (size_t)(hp->head_dim / 2) +
               (size_t)hp->n_vocab;
     return z;

@@ -6,22 +6,32 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* How long a worker spins for the next step before it sleeps. */
 #define SPIN_ROUNDS 20000
 
+/*
+ * The claim word packs the step's generation (bits 32-63), its number of
+ * chunks (16-31) and the next unclaimed chunk (0-15), so that claiming a chunk
+ * of a given step is one compare-and-swap that fails once the step is used up
+ * or a newer one was published. task and arg are only read after a successful
+ * claim: the caller publishes a new step only when no thread is inside
+ * work_on_step (in_flight == 0), and a thread joins in_flight before claiming.
+ */
 struct plm_threadpool {
     int n_threads;
     pthread_t *workers;
 
-    threadpool_task task;  /* the current step, published by `generation` */
+    threadpool_task task;
     void *arg;
-    atomic_uint generation; /* incremented once per step */
-    atomic_int pending;     /* workers still running the current step */
+    _Atomic uint64_t claims;
+    atomic_uint generation; /* incremented once per step; workers wait on it */
+    atomic_int in_flight;   /* threads inside work_on_step */
     atomic_bool stopping;
 
-    pthread_mutex_t lock;  /* guards sleeping workers' wake-up */
+    pthread_mutex_t lock; /* guards sleeping workers' wake-up */
     pthread_cond_t wake;
     int n_sleeping;
 };
@@ -30,6 +40,28 @@ struct worker_start {
     struct plm_threadpool *pool;
     int index;
 };
+
+static bool claim_chunk(struct plm_threadpool *pool, unsigned generation, int *chunk, int *n_chunks)
+{
+    uint64_t word = atomic_load(&pool->claims);
+    for (;;) {
+        int next = (int)(word & 0xFFFF), count = (int)((word >> 16) & 0xFFFF);
+        if ((unsigned)(word >> 32) != generation || next >= count)
+            return false;
+        if (atomic_compare_exchange_weak(&pool->claims, &word, word + 1)) {
+            *chunk = next;
+            *n_chunks = count;
+            return true;
+        }
+    }
+}
+
+static void work_on_step(struct plm_threadpool *pool, unsigned generation, int thread)
+{
+    int chunk, n_chunks;
+    while (claim_chunk(pool, generation, &chunk, &n_chunks))
+        pool->task(pool->arg, chunk, n_chunks, thread);
+}
 
 /* Waits until the generation differs from seen; returns the new one. */
 static unsigned wait_for_step(struct plm_threadpool *pool, unsigned seen)
@@ -61,16 +93,17 @@ static void *worker_main(void *p)
         seen = wait_for_step(pool, seen);
         if (atomic_load(&pool->stopping))
             return NULL;
-        pool->task(pool->arg, start.index, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        atomic_fetch_add(&pool->in_flight, 1);
+        work_on_step(pool, seen, start.index);
+        atomic_fetch_sub(&pool->in_flight, 1);
     }
 }
 
-/* Publishes a new step (or the stop signal) and wakes sleeping workers. */
-static void publish_step(struct plm_threadpool *pool)
+/* Publishes a new generation (a step, or the stop signal) and wakes sleepers. */
+static void publish(struct plm_threadpool *pool, unsigned generation)
 {
     pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    atomic_store_explicit(&pool->generation, generation, memory_order_release);
     if (pool->n_sleeping > 0)
         pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
@@ -113,7 +146,7 @@ void threadpool_free(struct plm_threadpool *pool)
         return;
     if (pool->workers && pool->n_threads > 1) {
         atomic_store(&pool->stopping, true);
-        publish_step(pool);
+        publish(pool, atomic_load(&pool->generation) + 1);
         for (int i = 1; i < pool->n_threads; i++)
             pthread_join(pool->workers[i], NULL);
     }
@@ -125,20 +158,26 @@ void threadpool_free(struct plm_threadpool *pool)
 
 int threadpool_size(const struct plm_threadpool *pool) { return pool->n_threads; }
 
-void threadpool_run(struct plm_threadpool *pool, threadpool_task task, void *arg)
+void threadpool_run(struct plm_threadpool *pool, threadpool_task task, void *arg, int n_chunks)
 {
-    if (pool->n_threads == 1) {
-        task(arg, 0, 1);
+    if (n_chunks > THREADPOOL_MAX_CHUNKS)
+        n_chunks = THREADPOOL_MAX_CHUNKS;
+    if (pool->n_threads == 1 || n_chunks == 1) {
+        for (int chunk = 0; chunk < n_chunks; chunk++)
+            task(arg, chunk, n_chunks, 0);
         return;
     }
+    unsigned generation = atomic_load(&pool->generation) + 1;
     pool->task = task;
     pool->arg = arg;
-    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_release);
-    publish_step(pool);
-    task(arg, 0, pool->n_threads);
-    /* The workers finish their share of the same step; yield now and then in
-     * case the machine has fewer free cores than threads. */
-    for (int i = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++)
+    atomic_store(&pool->claims, (uint64_t)generation << 32 | (uint64_t)n_chunks << 16);
+    publish(pool, generation);
+    atomic_fetch_add(&pool->in_flight, 1);
+    work_on_step(pool, generation, 0);
+    atomic_fetch_sub(&pool->in_flight, 1);
+    /* Every chunk is claimed; wait for the ones still running elsewhere,
+     * yielding now and then in case their thread is waiting for a core. */
+    for (int i = 1; atomic_load(&pool->in_flight) > 0; i++)
         if (i % 64 == 0)
             sched_yield();
 }

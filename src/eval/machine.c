@@ -40,11 +40,11 @@ struct read_job {
     uint64_t sums[64]; /* one per thread, so the reads cannot be optimised away */
 };
 
-static void read_share(void *arg, int thread, int n_threads)
+static void read_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     struct read_job *job = arg;
-    size_t per = job->n_words / (size_t)n_threads;
-    const uint64_t *w = job->words + per * (size_t)thread;
+    size_t per = job->n_words / (size_t)n_chunks;
+    const uint64_t *w = job->words + per * (size_t)chunk;
     uint64_t a = 0, b = 0, c = 0, d = 0;
     for (size_t i = 0; i + 4 <= per; i += 4) {
         a += w[i];
@@ -52,7 +52,7 @@ static void read_share(void *arg, int thread, int n_threads)
         c += w[i + 2];
         d ^= w[i + 3];
     }
-    job->sums[thread % 64] = a + b + c + d;
+    job->sums[thread % 64] += a + b + c + d;
 }
 
 double plm_measure_read_bandwidth(int n_threads)
@@ -69,7 +69,7 @@ double plm_measure_read_bandwidth(int n_threads)
         job.words = words;
         for (int run = 0; run < RUNS; run++) {
             double start = seconds_now();
-            threadpool_run(pool, read_share, &job);
+            threadpool_run(pool, read_chunk, &job, n_threads);
             double rate = BANDWIDTH_BUFFER_BYTES / (seconds_now() - start);
             if (rate > best)
                 best = rate;
@@ -187,16 +187,18 @@ static float int8_chains(long rounds)
 #define INT8_OPS_PER_ROUND (8.0 * 2)
 #endif
 
-static void float_share(void *arg, int thread, int n_threads)
+static void float_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
-    (void)n_threads;
+    (void)chunk;
+    (void)n_chunks;
     struct rate_job *job = arg;
     job->sink[thread % 64] = float_chains(job->rounds);
 }
 
-static void int8_share(void *arg, int thread, int n_threads)
+static void int8_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
-    (void)n_threads;
+    (void)chunk;
+    (void)n_chunks;
     struct rate_job *job = arg;
     job->sink[thread % 64] = int8_chains(job->rounds);
 }
@@ -207,12 +209,12 @@ static double measure_rate(int n_threads, threadpool_task task, double ops_per_r
     if (threadpool_new(n_threads, &pool))
         return 0.0;
     struct rate_job job = {.rounds = CHAIN_ROUNDS / 4, .ops_per_round = ops_per_round};
-    threadpool_run(pool, task, &job); /* warm up: clocks ramp, pages fault */
+    threadpool_run(pool, task, &job, n_threads); /* warm up: clocks ramp, pages fault */
     job.rounds = CHAIN_ROUNDS;
     double best = 0.0;
     for (int run = 0; run < RUNS; run++) {
         double start = seconds_now();
-        threadpool_run(pool, task, &job);
+        threadpool_run(pool, task, &job, n_threads);
         double rate = job.rounds * ops_per_round * n_threads / (seconds_now() - start);
         if (rate > best)
             best = rate;
@@ -223,10 +225,10 @@ static double measure_rate(int n_threads, threadpool_task task, double ops_per_r
 
 double plm_measure_peak_float_ops(int n_threads)
 {
-    return measure_rate(n_threads, float_share, FLOAT_OPS_PER_ROUND);
+    return measure_rate(n_threads, float_chunk, FLOAT_OPS_PER_ROUND);
 }
 
 double plm_measure_peak_int8_ops(int n_threads)
 {
-    return measure_rate(n_threads, int8_share, INT8_OPS_PER_ROUND);
+    return measure_rate(n_threads, int8_chunk, INT8_OPS_PER_ROUND);
 }

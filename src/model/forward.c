@@ -18,25 +18,40 @@ struct matmul_job {
     int n_tokens;
 };
 
-/* One thread's run of rows [begin, end) of y = W x, for every token. With
- * several tokens the run's results are contiguous per token in a private
- * buffer, then interleaved into y, whose rows hold all n_out outputs. */
-static void matmul_share(void *arg, int thread, int n_threads)
+/* Chunks of a step: a few per thread, so a thread that loses its core holds
+ * up little work, but no fewer than PLM_ROW_GRAIN items each. */
+static int chunk_count(const struct plm_session *s, int64_t n_items, int64_t grain)
+{
+    int n_threads = threadpool_size(s->pool);
+    if (n_threads == 1)
+        return 1;
+    int64_t n = n_items / grain, most = 4 * (int64_t)n_threads;
+    return n < 1 ? 1 : n > most ? (int)most : (int)n;
+}
+
+/* Rows [begin, end) of y = W x for every token: chunk `chunk` of n_chunks, in
+ * runs of PLM_ROW_GRAIN rows. With several tokens the chunk's results are
+ * contiguous per token in the thread's buffer, then interleaved into y, whose
+ * rows hold all n_out outputs. */
+static void matmul_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     const struct matmul_job *job = arg;
     const struct plm_matrix *w = job->w;
-    int64_t per_thread = (w->n_out + n_threads - 1) / n_threads;
-    per_thread = (per_thread + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
-    int64_t begin = thread * per_thread;
-    int64_t end = begin + per_thread < w->n_out ? begin + per_thread : w->n_out;
+    int64_t per_chunk = (w->n_out + n_chunks - 1) / n_chunks;
+    per_chunk = (per_chunk + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
+    int64_t begin = chunk * per_chunk;
+    int64_t end = begin + per_chunk < w->n_out ? begin + per_chunk : w->n_out;
     if (begin >= end)
         return;
+    if (n_chunks == 1) {
+        plm_matmul(w, job->x, job->y, job->n_tokens);
+        return;
+    }
     struct plm_matrix part = *w;
     part.data = (const char *)w->data + begin * plm_row_bytes(w->type, w->n_in);
     part.n_out = end - begin;
-    if (job->n_tokens == 1 || n_threads == 1) {
-        float *y = n_threads == 1 ? job->y : job->y + begin;
-        plm_matmul(n_threads == 1 ? w : &part, job->x, y, job->n_tokens);
+    if (job->n_tokens == 1) {
+        plm_matmul(&part, job->x, job->y + begin, 1);
         return;
     }
     float *rows = job->s->matmul_parts + (size_t)thread * job->s->matmul_part_size;
@@ -50,7 +65,7 @@ static void matmul(const struct plm_session *s, const struct plm_matrix *w, cons
                    int n_tokens)
 {
     struct matmul_job job = {s, w, x, y, n_tokens};
-    threadpool_run(s->pool, matmul_share, &job);
+    threadpool_run(s->pool, matmul_chunk, &job, chunk_count(s, w->n_out, PLM_ROW_GRAIN));
 }
 
 /* out = x / sqrt(mean(x^2) + eps) * weight, for each of n_rows rows of n. */
@@ -207,21 +222,22 @@ struct attention_job {
     int n_tokens;
 };
 
-/* Threads take (token, head) pairs in turn, each with its own score buffer. */
-static void attention_share(void *arg, int thread, int n_threads)
+/* A chunk of the (token, head) pairs, with the running thread's score buffer. */
+static void attention_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     const struct attention_job *job = arg;
-    int n_head = job->s->model->hp.n_head;
+    int n_head = job->s->model->hp.n_head, n_items = job->n_tokens * n_head;
     float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
     float *tmp = job->s->kv_head + (size_t)thread * job->s->model->hp.head_dim;
-    for (int i = thread; i < job->n_tokens * n_head; i += n_threads)
+    int begin = (int)((int64_t)n_items * chunk / n_chunks), end = (int)((int64_t)n_items * (chunk + 1) / n_chunks);
+    for (int i = begin; i < end; i++)
         attend(job->s, job->layer, i / n_head, i % n_head, scores, tmp);
 }
 
 static void attention(struct plm_session *s, int layer, int n_tokens)
 {
     struct attention_job job = {s, layer, n_tokens};
-    threadpool_run(s->pool, attention_share, &job);
+    threadpool_run(s->pool, attention_chunk, &job, chunk_count(s, (int64_t)n_tokens * s->model->hp.n_head, 1));
 }
 
 static void add_rows(float *x, const float *delta, size_t n)
