@@ -5,9 +5,9 @@
  * a sleeping thread costs tens of microseconds, spinning a few.
  *
  * A step is cut into chunks that threads claim one at a time, the caller
- * included. A thread that the OS has descheduled (the machine has fewer free
- * cores than threads) then delays the step by at most the chunk it holds,
- * rather than by a fixed share of the work it has not even started.
+ * included. When the machine has fewer free cores than threads, a worker that
+ * has not been scheduled yet does not hold the step up: the others take its
+ * chunk.
  */
 #ifndef PLM_ENGINE_THREADPOOL_H
 #define PLM_ENGINE_THREADPOOL_H

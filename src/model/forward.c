@@ -18,15 +18,14 @@ struct matmul_job {
     int n_tokens;
 };
 
-/* Chunks of a step: a few per thread, so a thread that loses its core holds
- * up little work, but no fewer than PLM_ROW_GRAIN items each. */
+/* Chunks of a step: one per thread, of at least `grain` items. Threads claim
+ * chunks as they arrive, so a thread the OS has not scheduled yet leaves its
+ * chunk to the others. (More, smaller chunks measured slower on a quiet
+ * machine and no faster on a busy one.) */
 static int chunk_count(const struct plm_session *s, int64_t n_items, int64_t grain)
 {
-    int n_threads = threadpool_size(s->pool);
-    if (n_threads == 1)
-        return 1;
-    int64_t n = n_items / grain, most = 4 * (int64_t)n_threads;
-    return n < 1 ? 1 : n > most ? (int)most : (int)n;
+    int64_t n = n_items / grain, n_threads = threadpool_size(s->pool);
+    return n < 1 ? 1 : n > n_threads ? (int)n_threads : (int)n;
 }
 
 /* Rows [begin, end) of y = W x for every token: chunk `chunk` of n_chunks, in
