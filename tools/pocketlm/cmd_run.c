@@ -77,6 +77,7 @@ static int generate(const struct run_options *o, plm_model *model, plm_session *
     free(text);
     free(tokens);
     printf("\n");
+    fflush(stdout); /* the text ends before the summary on stderr starts */
     if (rc)
         return report_error("run", plm_last_error());
     fprintf(stderr, "pocketlm: prompt %d tokens in %.2f s (%.1f tok/s), generated %d tokens in %.2f s (%.1f tok/s), stop: %s\n",
