@@ -52,30 +52,34 @@ static void drop_message(struct conversation *c, int index)
     c->n--;
 }
 
-/* The conversation as tokens, ending with the header of the assistant's turn. */
+/* The conversation as tokens, ending with the header of the assistant's turn;
+ * -1 after printing the error. */
 static int render_tokens(struct chat_state *st, int32_t **tokens)
 {
     char *text;
-    int rc = plm_chat_render(st->model, st->gen->chat_template, st->conv.messages, st->conv.n, true, &text);
-    if (rc)
-        return rc;
-    size_t len = strlen(text);
-    int n = plm_tokenize(st->model, text, len, false, true, NULL, 0);
-    *tokens = n >= 0 ? malloc(((size_t)n + 1) * sizeof **tokens) : NULL;
-    if (*tokens) {
-        /* Templates that print BOS themselves already tokenized it. */
-        int32_t bos = plm_token_bos(st->model);
-        int32_t *dst = *tokens;
-        plm_tokenize(st->model, text, len, false, true, dst + 1, n);
-        if (plm_add_bos(st->model) && bos >= 0 && (n == 0 || dst[1] != bos)) {
-            dst[0] = bos;
-            n++;
-        } else {
-            memmove(dst, dst + 1, (size_t)n * sizeof *dst);
-        }
+    if (plm_chat_render(st->model, st->gen->chat_template, st->conv.messages, st->conv.n, true, &text)) {
+        report_error("chat", plm_last_error());
+        return -1;
     }
+    int n = tokenize_text("chat", st->model, text, strlen(text), false, true, tokens);
     free(text);
-    return *tokens ? n : (n < 0 ? n : PLM_ERR_NOMEM);
+    if (n < 0)
+        return n;
+    /* Templates that print BOS themselves already tokenized it. */
+    int32_t bos = plm_token_bos(st->model);
+    if (plm_add_bos(st->model) && bos >= 0 && (n == 0 || (*tokens)[0] != bos)) {
+        int32_t *grown = realloc(*tokens, ((size_t)n + 1) * sizeof **tokens);
+        if (!grown) {
+            free(*tokens);
+            report_error("chat", "out of memory");
+            return -1;
+        }
+        memmove(grown + 1, grown, (size_t)n * sizeof *grown);
+        grown[0] = bos;
+        *tokens = grown;
+        n++;
+    }
+    return n;
 }
 
 /* Renders the conversation, dropping the oldest turns until it fits with room
@@ -87,8 +91,7 @@ static int fit_conversation(struct chat_state *st, int32_t **tokens)
     int reserve = st->gen->n_predict > 0 && st->gen->n_predict < n_ctx / 2 ? st->gen->n_predict : n_ctx / 4;
     for (;;) {
         int n = render_tokens(st, tokens);
-        if (n < 0) {
-            report_error("chat", plm_last_error());
+        if (n < 0) { /* already reported */
             drop_message(&st->conv, st->conv.n - 1);
             return -1;
         }

@@ -40,13 +40,11 @@ static int measure(plm_model *model, plm_session *session, const char *text_path
         fprintf(stderr, "pocketlm perplexity: cannot read '%s'\n", text_path);
         return EXIT_FAILURE_RUNTIME;
     }
-    int n_tokens = plm_tokenize(model, text, len, true, false, NULL, 0);
-    int32_t *tokens = n_tokens >= 0 ? malloc(((size_t)n_tokens + 1) * sizeof *tokens) : NULL;
-    if (tokens)
-        plm_tokenize(model, text, len, true, false, tokens, n_tokens);
+    int32_t *tokens;
+    int n_tokens = tokenize_text("perplexity", model, text, len, true, false, &tokens);
     free(text);
-    if (!tokens)
-        return report_error("perplexity", n_tokens < 0 ? plm_last_error() : "out of memory");
+    if (n_tokens < 0)
+        return EXIT_FAILURE_RUNTIME;
     fprintf(stderr, "pocketlm perplexity: %d tokens, %d chunks of %d\n", n_tokens, n_tokens / n_ctx, n_ctx);
     struct plm_perplexity_result result;
     int rc = plm_perplexity(session, tokens, n_tokens, n_ctx, print_progress, NULL, &result);

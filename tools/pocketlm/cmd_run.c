@@ -36,17 +36,6 @@ static char *read_prompt(const struct run_options *o, size_t *len)
     return read_text_file(o->prompt_file, len);
 }
 
-static int tokenize_prompt(plm_model *model, const char *text, size_t len, int32_t **tokens)
-{
-    int n = plm_tokenize(model, text, len, true, false, NULL, 0);
-    if (n < 0)
-        return n;
-    *tokens = malloc(((size_t)n + 1) * sizeof **tokens);
-    if (!*tokens)
-        return PLM_ERR_NOMEM;
-    return plm_tokenize(model, text, len, true, false, *tokens, n);
-}
-
 static int generate(const struct run_options *o, plm_model *model, plm_session *session, plm_sampler *sampler)
 {
     size_t len;
@@ -56,10 +45,10 @@ static int generate(const struct run_options *o, plm_model *model, plm_session *
         return EXIT_FAILURE_RUNTIME;
     }
     int32_t *tokens = NULL;
-    int n_tokens = tokenize_prompt(model, text, len, &tokens);
+    int n_tokens = tokenize_text("run", model, text, len, true, false, &tokens);
     if (n_tokens < 0) {
         free(text);
-        return report_error("run", plm_last_error());
+        return EXIT_FAILURE_RUNTIME;
     }
     if (n_tokens >= plm_session_n_ctx(session)) {
         fprintf(stderr, "pocketlm run: the prompt is %d tokens but the context holds %d (raise -c)\n",

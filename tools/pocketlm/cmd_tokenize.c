@@ -53,16 +53,13 @@ int cmd_tokenize(int argc, char **argv)
         free(text);
         return report_error("tokenize", plm_last_error());
     }
-    int n = plm_tokenize(model, text, len, !no_bos, parse_special, NULL, 0);
-    int32_t *tokens = n >= 0 ? malloc(((size_t)n + 1) * sizeof *tokens) : NULL;
-    rc = EXIT_OK;
-    if (!tokens)
-        rc = report_error("tokenize", n < 0 ? plm_last_error() : "out of memory");
-    else {
-        plm_tokenize(model, text, len, !no_bos, parse_special, tokens, n);
+    int32_t *tokens;
+    int n = tokenize_text("tokenize", model, text, len, !no_bos, parse_special, &tokens);
+    rc = n < 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+    if (n >= 0) {
         print_tokens(model, tokens, n, pieces);
+        free(tokens);
     }
-    free(tokens);
     free(text);
     plm_model_free(model);
     return rc;

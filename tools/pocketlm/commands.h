@@ -52,6 +52,11 @@ int open_model(const char *command, const struct model_options *opts, plm_model 
 /* Prints "pocketlm <command>: <message>" on stderr, returns EXIT_FAILURE_RUNTIME. */
 int report_error(const char *command, const char *what);
 
+/* Tokenizes text into *tokens (malloc'd) in one pass; returns the count, or
+ * -1 after printing the error. */
+int tokenize_text(const char *command, plm_model *model, const char *text, size_t len, bool add_special,
+                  bool parse_special, int32_t **tokens);
+
 /* Reads a whole file (or a pipe such as /dev/stdin), NUL-terminated; NULL on failure. */
 char *read_text_file(const char *path, size_t *len);
 

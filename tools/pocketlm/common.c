@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +190,27 @@ char *read_text_file(const char *path, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+int tokenize_text(const char *command, plm_model *model, const char *text, size_t len, bool add_special,
+                  bool parse_special, int32_t **tokens)
+{
+    /* Every token covers at least one byte of the text, except BOS, EOS and a
+     * SentencePiece space prefix, so this buffer fits the first (and only) try;
+     * the tokenizer says so if it ever does not. */
+    size_t cap = len + 4;
+    int32_t *buf = cap <= INT32_MAX ? malloc(cap * sizeof *buf) : NULL;
+    int n = buf ? plm_tokenize(model, text, len, add_special, parse_special, buf, (int)cap) : PLM_ERR_NOMEM;
+    if (n > (int)cap) {
+        int32_t *grown = realloc(buf, (size_t)n * sizeof *buf);
+        n = grown ? plm_tokenize(model, text, len, add_special, parse_special, grown, n) : PLM_ERR_NOMEM;
+        buf = grown ? grown : buf;
+    }
+    if (n < 0) {
+        free(buf);
+        report_error(command, n == PLM_ERR_NOMEM ? "out of memory" : plm_last_error());
+        return -1;
+    }
+    *tokens = buf;
+    return n;
 }
