@@ -74,18 +74,12 @@ uint64_t plm_session_memory_needed(const plm_model *m, const struct plm_session_
     return 2 * (uint64_t)z.kv_cache + (uint64_t)floats * sizeof(float) + sizeof(struct plm_session);
 }
 
-static uint64_t weight_bytes(const plm_model *m)
-{
-    uint64_t bytes = 0;
-    for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-        bytes += m->gguf->tensors[i].nbytes;
-    return bytes;
-}
-
 int plm_session_max_ctx(const plm_model *m, const struct plm_session_params *params, uint64_t budget)
 {
     struct plm_session_params p = resolve_params(m, params);
-    uint64_t weights = weight_bytes(m);
+    struct plm_model_info info;
+    plm_model_get_info(m, &info);
+    uint64_t weights = info.weight_bytes;
     /* Memory grows with the context, so the largest fitting one is found by bisection. */
     int lo = 0, hi = PLM_MAX_CTX;
     while (lo < hi) {

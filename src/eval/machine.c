@@ -4,13 +4,14 @@
  *   - read bandwidth: threads summing a buffer far larger than the caches;
  *   - peak multiply-add rates: threads running many independent multiply-add
  *     chains in registers, with the widest vectors the kernels use (AVX2+FMA
- *     on x86-64, NEON on ARM64; scalar elsewhere).
+ *     on x86-64 when the CPU has them, NEON on ARM64; scalar otherwise).
  * Each figure is the best of a few runs: interference only slows things down.
  */
 #include "engine/threadpool.h"
 
 #include "pocketlm.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -85,14 +86,14 @@ double plm_measure_read_bandwidth(int n_threads)
 #define CHAIN_ROUNDS 4000000L
 
 struct rate_job {
+    float (*chains)(long rounds); /* one of the *_chains functions below */
     long rounds;
-    double ops_per_round;
-    float sink[64];
+    float sink[64]; /* one per thread, so the chains cannot be optimised away */
 };
 
 #if defined(__x86_64__)
 /* Ten independent 8-wide FMA chains: enough to cover FMA latency on two ports. */
-__attribute__((target("avx2,fma"))) static float float_chains(long rounds)
+__attribute__((target("avx2,fma"))) static float float_chains_avx2(long rounds)
 {
     __m256 acc[10];
     for (int i = 0; i < 10; i++)
@@ -106,10 +107,10 @@ __attribute__((target("avx2,fma"))) static float float_chains(long rounds)
         sum = _mm256_add_ps(sum, acc[i]);
     return _mm256_cvtss_f32(sum);
 }
-#define FLOAT_OPS_PER_ROUND (10.0 * 8 * 2)
+#define FLOAT_AVX2_OPS_PER_ROUND (10.0 * 8 * 2)
 
 /* The kernels' int8 dot step: u8 x s8 pairs summed to 16 bits, then to 32 bits. */
-__attribute__((target("avx2"))) static float int8_chains(long rounds)
+__attribute__((target("avx2"))) static float int8_chains_avx2(long rounds)
 {
     __m256i acc[8];
     for (int i = 0; i < 8; i++)
@@ -123,10 +124,9 @@ __attribute__((target("avx2"))) static float int8_chains(long rounds)
         sum = _mm256_add_epi32(sum, acc[i]);
     return (float)_mm256_extract_epi32(sum, 0);
 }
-#define INT8_OPS_PER_ROUND (8.0 * 32 * 2)
-#define HAVE_VECTOR_RATES 1
+#define INT8_AVX2_OPS_PER_ROUND (8.0 * 32 * 2)
 #elif defined(__aarch64__)
-static float float_chains(long rounds)
+static float float_chains_neon(long rounds)
 {
     float32x4_t acc[10];
     for (int i = 0; i < 10; i++)
@@ -140,10 +140,10 @@ static float float_chains(long rounds)
         sum = vaddq_f32(sum, acc[i]);
     return vgetq_lane_f32(sum, 0);
 }
-#define FLOAT_OPS_PER_ROUND (10.0 * 4 * 2)
+#define FLOAT_NEON_OPS_PER_ROUND (10.0 * 4 * 2)
 
 /* Widening multiply-accumulate of 8 int8 pairs into 16 bits, then pairwise into 32. */
-static float int8_chains(long rounds)
+static float int8_chains_neon(long rounds)
 {
     int32x4_t acc[8];
     for (int i = 0; i < 8; i++)
@@ -160,12 +160,11 @@ static float int8_chains(long rounds)
         sum = vaddq_s32(sum, acc[i]);
     return (float)vgetq_lane_s32(sum, 0);
 }
-#define INT8_OPS_PER_ROUND (8.0 * 16 * 2)
-#define HAVE_VECTOR_RATES 1
+#define INT8_NEON_OPS_PER_ROUND (8.0 * 16 * 2)
 #endif
 
-#ifndef HAVE_VECTOR_RATES
-static float float_chains(long rounds)
+/* Scalar chains, for CPUs without the vector instructions above. */
+static float float_chains_scalar(long rounds)
 {
     float acc[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     for (long r = 0; r < rounds; r++)
@@ -173,9 +172,9 @@ static float float_chains(long rounds)
             acc[i] = acc[i] * 0.999999f + 1e-6f;
     return acc[0] + acc[7];
 }
-#define FLOAT_OPS_PER_ROUND (8.0 * 2)
+#define FLOAT_SCALAR_OPS_PER_ROUND (8.0 * 2)
 
-static float int8_chains(long rounds)
+static float int8_chains_scalar(long rounds)
 {
     int32_t acc[8] = {0};
     volatile int8_t a = 3, b = -2;
@@ -184,37 +183,29 @@ static float int8_chains(long rounds)
             acc[i] += a * b;
     return (float)(acc[0] + acc[7]);
 }
-#define INT8_OPS_PER_ROUND (8.0 * 2)
-#endif
+#define INT8_SCALAR_OPS_PER_ROUND (8.0 * 2)
 
-static void float_chunk(void *arg, int chunk, int n_chunks, int thread)
+/* One thread's run of multiply-add chains. */
+static void chains_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     (void)chunk;
     (void)n_chunks;
     struct rate_job *job = arg;
-    job->sink[thread % 64] = float_chains(job->rounds);
+    job->sink[thread % 64] = job->chains(job->rounds);
 }
 
-static void int8_chunk(void *arg, int chunk, int n_chunks, int thread)
-{
-    (void)chunk;
-    (void)n_chunks;
-    struct rate_job *job = arg;
-    job->sink[thread % 64] = int8_chains(job->rounds);
-}
-
-static double measure_rate(int n_threads, threadpool_task task, double ops_per_round)
+static double measure_rate(int n_threads, float (*chains)(long rounds), double ops_per_round)
 {
     struct plm_threadpool *pool;
     if (threadpool_new(n_threads, &pool))
         return 0.0;
-    struct rate_job job = {.rounds = CHAIN_ROUNDS / 4, .ops_per_round = ops_per_round};
-    threadpool_run(pool, task, &job, n_threads); /* warm up: clocks ramp, pages fault */
+    struct rate_job job = {.chains = chains, .rounds = CHAIN_ROUNDS / 4};
+    threadpool_run(pool, chains_chunk, &job, n_threads); /* warm up: clocks ramp, pages fault */
     job.rounds = CHAIN_ROUNDS;
     double best = 0.0;
     for (int run = 0; run < RUNS; run++) {
         double start = seconds_now();
-        threadpool_run(pool, task, &job, n_threads);
+        threadpool_run(pool, chains_chunk, &job, n_threads);
         double rate = job.rounds * ops_per_round * n_threads / (seconds_now() - start);
         if (rate > best)
             best = rate;
@@ -223,12 +214,21 @@ static double measure_rate(int n_threads, threadpool_task task, double ops_per_r
     return best;
 }
 
-double plm_measure_peak_float_ops(int n_threads)
+/* The widest chains this CPU runs, as the kernels choose them. */
+static double peak_rate(int n_threads, bool integer)
 {
-    return measure_rate(n_threads, float_chunk, FLOAT_OPS_PER_ROUND);
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return integer ? measure_rate(n_threads, int8_chains_avx2, INT8_AVX2_OPS_PER_ROUND)
+                       : measure_rate(n_threads, float_chains_avx2, FLOAT_AVX2_OPS_PER_ROUND);
+#elif defined(__aarch64__)
+    return integer ? measure_rate(n_threads, int8_chains_neon, INT8_NEON_OPS_PER_ROUND)
+                   : measure_rate(n_threads, float_chains_neon, FLOAT_NEON_OPS_PER_ROUND);
+#endif
+    return integer ? measure_rate(n_threads, int8_chains_scalar, INT8_SCALAR_OPS_PER_ROUND)
+                   : measure_rate(n_threads, float_chains_scalar, FLOAT_SCALAR_OPS_PER_ROUND);
 }
 
-double plm_measure_peak_int8_ops(int n_threads)
-{
-    return measure_rate(n_threads, int8_chunk, INT8_OPS_PER_ROUND);
-}
+double plm_measure_peak_float_ops(int n_threads) { return peak_rate(n_threads, false); }
+
+double plm_measure_peak_int8_ops(int n_threads) { return peak_rate(n_threads, true); }
