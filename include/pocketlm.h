@@ -39,6 +39,9 @@ enum plm_status {
 /* The message of the last failure on this thread ("" if none). */
 const char *plm_last_error(void);
 
+/* Seconds on a monotonic clock (for measuring durations and speeds). */
+double plm_seconds_now(void);
+
 /* ------------------------------------------------------------------ models */
 
 typedef struct plm_model plm_model;
@@ -183,6 +186,7 @@ struct plm_generate_params {
     int n_predict;                /* -1 = until EOG or the context is full */
     const char *const *stop;      /* stop strings (not printed) */
     int n_stop;
+    bool ignore_eog;              /* never sample end-of-generation tokens (benchmarks) */
 };
 
 struct plm_generate_result {
@@ -249,6 +253,134 @@ int plm_perplexity(plm_session *session, const int32_t *tokens, int n_tokens, in
  * "f32", "f16" or "bf16" (NULL: f32, or the checkpoint's own 16-bit type). */
 int plm_convert(const char *src, const char *out_path, const char *vocab, const char *outtype);
 
+/* ------------------------------------------------------------ quantization */
+
+/* Re-encodes a GGUF model's weight matrices in other tensor types (metadata,
+ * tokenizer and 1-D tensors are copied; general.file_type is updated).
+ *
+ * `type` is a single tensor type for every matrix ("Q8_0", "Q4_K", "F16", ...)
+ * or a named mix in llama.cpp's style ("Q4_K_M": more precise token embedding,
+ * output and attention-value tensors); plm_quantize_preset_name lists them.
+ * tensor_types are "PATTERN=TYPE" overrides (PATTERN a glob matched against
+ * the whole tensor name, e.g. "blk.*.ffn_down.weight=Q6_K"); the last matching
+ * one wins. A matrix whose row length is not a multiple of the chosen type's
+ * block size falls back to the nearest type that fits, reported through on_note.
+ * With imatrix_path (a file written by plm_calibrate) the rounding error is
+ * weighted by each input channel's importance. With target_bytes > 0 the types
+ * are chosen per tensor so that the file fits in target_bytes with the least
+ * measured loss; this needs the sensitivities that plm_calibrate measures
+ * (params.sensitivity) in imatrix_path, and `type` and tensor_types then only
+ * constrain what the choice may not change (overrides stay fixed).
+ * The same input and parameters give a byte-identical file. */
+struct plm_quantize_params {
+    const char *type;
+    const char *const *tensor_types;
+    int n_tensor_types;
+    const char *imatrix_path;
+    uint64_t target_bytes;
+    int n_threads;
+    void (*on_note)(void *user, const char *note); /* one-line notes, or NULL */
+    void *user;
+};
+int plm_quantize(const char *in_path, const char *out_path, const struct plm_quantize_params *params);
+/* The i-th named mix ("Q4_K_M", ...) or single type plm_quantize accepts, NULL
+ * past the last; *description (may be NULL) receives a one-line summary. */
+const char *plm_quantize_preset_name(int i, const char **description);
+
+/* Calibration: runs the model over sample text and writes an importance matrix
+ * (GGUF, llama.cpp's imatrix layout: for each matrix `NAME.in_sum2`, the sum over
+ * tokens of each input channel's squared activation, and `NAME.counts`, the
+ * number of tokens) to out_path. With sensitivity set it also measures, for
+ * every matrix and candidate type, the mean KL divergence of the model's
+ * next-token distribution when only that matrix is quantized (with the
+ * importance), which plm_quantize's target_bytes uses; this costs one
+ * evaluation of the text per matrix and type. */
+struct plm_calibrate_params {
+    const int32_t *tokens; /* the text tokenized with BOS */
+    int n_tokens;
+    int n_ctx;             /* chunk length; the text is cut into n_tokens / n_ctx chunks */
+    int max_chunks;        /* 0 = all */
+    bool sensitivity;
+    int n_threads;
+    void (*on_progress)(void *user, const char *what, int done, int total); /* or NULL */
+    /* Called once per matrix written, in file order, with its sensitivities:
+     * kld[i] for candidate type_names[i] (n_types 0 without sensitivity). Or NULL. */
+    void (*on_matrix)(void *user, const char *tensor_name, const char *const *type_names,
+                      const float *kld, int n_types);
+    void *user;
+};
+int plm_calibrate(plm_model *model, const struct plm_calibrate_params *params, const char *out_path);
+
+/* -------------------------------------------------------------------- gap */
+
+/* How far a compressed model's predictions are from a reference model's on
+ * the same text. The reference pass stores, for every scored position, the
+ * reference's log-probabilities of all tokens (F32) together with the tokens
+ * and the chunking, so it is computed once and reused (`gap --save-ref`).
+ * Chunking and scored positions are plm_perplexity's: chunks of n_ctx tokens
+ * starting with BOS, positions n_ctx/2+1 .. n_ctx-1 scored. */
+int plm_gap_save_reference(plm_session *session, const int32_t *tokens, int n_tokens, int n_ctx,
+                           int max_chunks, const char *path,
+                           void (*on_progress)(void *user, int done, int total), void *user);
+
+struct plm_gap_metrics {
+    int n_chunks;
+    int n_scored;
+    int n_ctx;
+    double ppl;             /* of the model evaluated */
+    double ref_ppl;         /* of the reference, from the stored log-probabilities */
+    double ppl_ratio;       /* ppl / ref_ppl */
+    double kld_mean;        /* mean over positions of KL(reference || model), nats */
+    double kld_median;
+    double kld_p99;         /* 99th percentile */
+    double kld_max;
+    double top1_agreement;  /* share of positions whose most likely token is the same, 0..1 */
+    double dp_mean;         /* mean of p_model(correct) - p_ref(correct) */
+    double dp_rms;          /* root mean square of the same */
+};
+/* Evaluates the session's model on the stored reference's chunks. Fails with
+ * PLM_ERR_ARG if the vocabularies' sizes differ or the context is too small. */
+int plm_gap_compare(plm_session *session, const char *reference_path,
+                    void (*on_progress)(void *user, int done, int total), void *user,
+                    struct plm_gap_metrics *metrics);
+
+/* ----------------------------------------------------------------- devices */
+
+/* A device an on-device model must fit, from a profile file (JSON; NULL = the
+ * profiles built into the library, docs/devices.md lists them with sources). */
+struct plm_device {
+    const char *id;           /* "pixel-8" */
+    const char *name;         /* "Google Pixel 8" */
+    uint64_t ram_bytes;       /* installed memory */
+    uint64_t app_memory_bytes;/* what one app may use before the OS stops it */
+    double bandwidth;         /* peak memory read bandwidth, bytes/s */
+    const char *source;       /* where the figures come from */
+    const char *soc;          /* "Google Tensor G3", or "" */
+    const char *memory_type;  /* "LPDDR5X-8533, 64-bit", or "" */
+    const char *notes;        /* caveats, or "" */
+};
+typedef struct plm_device_list plm_device_list;
+int plm_devices_load(const char *path, plm_device_list **devices);
+void plm_devices_free(plm_device_list *devices);
+int plm_devices_count(const plm_device_list *devices);
+const struct plm_device *plm_devices_get(const plm_device_list *devices, int i);
+/* By id, case-insensitive; NULL (with a message listing the known ids) if none. */
+const struct plm_device *plm_devices_find(const plm_device_list *devices, const char *id);
+
+/* Whether a model with a session of the given parameters fits a device: the
+ * resident memory it needs (the weights, which every token reads, plus
+ * plm_session_memory_needed) against the device's app memory, and the decode
+ * speed the device's bandwidth allows (bandwidth / bytes read per token at the
+ * middle of the context, KV cache in params->kv_type: an upper bound).
+ * params->n_ctx 0 means the model's training context. */
+struct plm_device_fit {
+    uint64_t memory_needed;
+    bool fits;
+    double max_tokens_per_s;
+};
+void plm_device_fit(const struct plm_device *device, const plm_model *model,
+                    const struct plm_session_params *params, struct plm_device_fit *fit);
+
 /* ------------------------------------------------------------ benchmarking */
 
 /* What one generated token costs at the given context position: the bytes of
@@ -291,6 +423,37 @@ struct plm_synth_params {
 int plm_synth(const struct plm_synth_params *params, const char *out_path);
 /* The i-th known shape ("smollm2-135m", ...), NULL past the last. */
 const char *plm_synth_shape_name(int i);
+
+/* ------------------------------------------------------------------ server */
+
+/* An OpenAI-compatible HTTP server (docs/server.md): POST /v1/chat/completions
+ * and /v1/completions (streamed as server-sent events on request), GET
+ * /v1/models, /health and /metrics. n_parallel slots, each with its own
+ * session, generate at once; further requests wait in a queue of max_queue.
+ * The strings must outlive the server. */
+struct plm_server_params {
+    const char *host;          /* address to bind; NULL = "127.0.0.1" */
+    int port;                  /* 0 = a free port, see plm_server_port */
+    const char *api_key;       /* NULL = none; else "Authorization: Bearer KEY" on /v1/ */
+    const char *model_name;    /* the model's id in /v1/models and in responses */
+    const char *chat_template; /* NULL = the model's (see plm_chat_render) */
+    int n_parallel;            /* slots (>= 1) */
+    int max_queue;             /* requests that may wait for a slot (>= 0); beyond, 503 */
+    size_t max_body;           /* largest request body in bytes; beyond, 413 */
+    struct plm_session_params session; /* of each slot */
+};
+
+typedef struct plm_server plm_server;
+
+/* Creates the slots and starts listening; requests are served from threads of
+ * the server's own until plm_server_stop. */
+int plm_server_start(plm_model *model, const struct plm_server_params *params, plm_server **server);
+/* The port listened on (the one chosen when params.port was 0). */
+int plm_server_port(const plm_server *server);
+/* Stops accepting connections, lets the requests under way (and queued) finish
+ * for up to grace_seconds, cancels the rest, and frees the server. Returns how
+ * many requests had to be cancelled. */
+int plm_server_stop(plm_server *server, double grace_seconds);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config   # compiler and build
-  libcjson-dev                       # JSON (config.json, tokenizer.json)
+  libcjson-dev                       # JSON (config.json, tokenizer.json, requests)
+  libmicrohttpd-dev                  # the HTTP server of `pocketlm serve`
   libcmocka-dev                      # unit tests
   python3 python3-jinja2             # renders the vendors' chat templates in the template tests
 )

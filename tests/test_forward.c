@@ -570,10 +570,13 @@ static const struct engine_case k_quant_cases[] = {
     {"qwen2 gqa tied", "qwen2", 256, 512, 4, 1, 64, true, false},
     {"qwen3 head_dim 128 gqa untied", "qwen3", 256, 512, 4, 2, 128, false, false},
 };
-/* Odd sizes for the unblocked types: 5 heads sharing one kv head of 8. */
+/* Odd sizes for the unblocked types: 5 heads sharing one kv head of 8; and a
+ * feed-forward narrower than the residual stream (n_ff < n_embd), which once
+ * added too few rows of the feed-forward output back in a batch. */
 static const struct engine_case odd_cases[] = {
     {"llama odd sizes", "llama", 40, 72, 5, 1, 8, false, false},
     {"qwen3 odd sizes", "qwen3", 40, 72, 5, 1, 12, true, false},
+    {"llama n_ff < n_embd", "llama", 72, 24, 3, 1, 24, false, false},
 };
 
 /* Decodes tokens into float logits from an empty cache, in chunks whose sizes

@@ -52,7 +52,8 @@ static const int weight_types[] = {
 };
 #define N_WEIGHT_TYPES (int)(sizeof weight_types / sizeof weight_types[0])
 
-static const enum plm_isa simd_isas[] = {PLM_ISA_AVX2, PLM_ISA_AVX512, PLM_ISA_NEON};
+/* Best first: the first available one is what plm_matmul picks by default. */
+static const enum plm_isa simd_isas[] = {PLM_ISA_AVX512, PLM_ISA_AVX2, PLM_ISA_NEON};
 #define N_SIMD_ISAS (int)(sizeof simd_isas / sizeof simd_isas[0])
 
 /* ------------------------------------------------------------ test data */
@@ -304,12 +305,16 @@ static void check_product(enum plm_isa isa, const struct test_matrix *m, int n_t
     free(x);
 }
 
-/* Row lengths per block size: one block, a few, and 4096 + a bit. */
-static const int64_t float_lengths[] = {1, 24, 37, 4099};
-static const int64_t legacy_lengths[] = {32, 96, 4128};
+/* Row lengths per block size: one block, a few, and 4096 + a bit. The
+ * AVX-512 kernels step over 32 floats, or 4 blocks of 32 as two pairs, so
+ * the lengths leave every kind of remainder: less than one step, a partial
+ * and a whole vector of floats; 1, 2 and 3 blocks, and 6 = 4 + 2. */
+static const int64_t float_lengths[] = {1, 24, 37, 48, 4099};
+static const int64_t legacy_lengths[] = {32, 64, 96, 192, 4128};
 static const int64_t k_lengths[] = {256, 768, 4352};
 static const int64_t row_counts[] = {1, 7, 33};
-static const int token_counts[] = {1, 3, 4, 5, 17, 64};
+/* Every count up to 9: whole tiles, partial ones and single tokens. */
+static const int token_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 64};
 
 #define COUNT(array) (int)(sizeof array / sizeof array[0])
 

@@ -411,44 +411,6 @@ static void test_matrix_values(void **state)
     free(path);
 }
 
-static void test_matrix_type_fallbacks(void **state)
-{
-    (void)state;
-    /* 576 (SmolLM2-135M's width) is a multiple of 32, not of 256. */
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q2_K, 576), PLM_TYPE_Q4_0);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q3_K, 576), PLM_TYPE_Q4_0);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q4_K, 576), PLM_TYPE_Q5_0);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q5_K, 576), PLM_TYPE_Q5_1);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q6_K, 576), PLM_TYPE_Q8_0);
-    const int kept[] = {PLM_TYPE_F32, PLM_TYPE_F16, PLM_TYPE_BF16, PLM_TYPE_Q8_0, PLM_TYPE_Q4_0,
-                        PLM_TYPE_Q4_1, PLM_TYPE_Q5_0, PLM_TYPE_Q5_1};
-    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
-        assert_int_equal(synth_matrix_type(kept[i], 576), kept[i]);
-    /* Whole k-quant blocks: kept. */
-    for (int type = PLM_TYPE_Q2_K; type <= PLM_TYPE_Q6_K; type++)
-        assert_int_equal(synth_matrix_type(type, 1536), type);
-    /* Not even whole 32-blocks: F16, as llama.cpp does. */
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q4_K, 48), PLM_TYPE_F16);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_Q8_0, 48), PLM_TYPE_F16);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_F32, 48), PLM_TYPE_F32);
-    assert_int_equal(synth_matrix_type(PLM_TYPE_BF16, 1), PLM_TYPE_BF16);
-
-    /* llama.cpp's file types. */
-    assert_int_equal(synth_file_type(PLM_TYPE_F32), 0);
-    assert_int_equal(synth_file_type(PLM_TYPE_F16), 1);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q4_0), 2);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q4_1), 3);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q8_0), 7);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q5_0), 8);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q5_1), 9);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q2_K), 10);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q3_K), 11);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q4_K), 14);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q5_K), 16);
-    assert_int_equal(synth_file_type(PLM_TYPE_Q6_K), 18);
-    assert_int_equal(synth_file_type(PLM_TYPE_BF16), 32);
-}
-
 /* Q4_K on SmolLM2-135M: rows of 576 fall back to Q5_0 (one note), rows of
  * 1536 (ffn_down) stay Q4_K, and the model runs. */
 static void test_fallback_file(void **state)
@@ -796,7 +758,6 @@ int main(void)
         cmocka_unit_test(test_llama_3_2_1b),
         cmocka_unit_test(test_qwen3_0_6b),
         cmocka_unit_test(test_matrix_values),
-        cmocka_unit_test(test_matrix_type_fallbacks),
         cmocka_unit_test(test_fallback_file),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_vocab_padded),

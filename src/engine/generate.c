@@ -11,9 +11,9 @@
 
 #include "core/error.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct pending_text {
     char *bytes;
@@ -95,13 +95,6 @@ static bool emit(struct pending_text *p, size_t n, plm_text_callback on_text, vo
     return go_on;
 }
 
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Appends the token's text and emits what is safe; sets *reason when stopping. */
 static int stream_token(plm_session *s, int32_t token, struct pending_text *p,
                         const struct plm_generate_params *params, plm_text_callback on_text, void *user,
@@ -145,16 +138,47 @@ static int stream_token(plm_session *s, int32_t token, struct pending_text *p,
     return PLM_OK;
 }
 
+/* End-of-generation tokens masked out of the logits, for ignore_eog. */
+struct eog_mask {
+    int32_t *ids;
+    int n_ids;
+    float *logits; /* the session's logits with the masked tokens at -inf */
+};
+
+static int eog_mask_init(struct eog_mask *mask, const plm_model *model, int n_vocab)
+{
+    mask->ids = malloc((size_t)n_vocab * sizeof *mask->ids);
+    mask->logits = malloc((size_t)n_vocab * sizeof *mask->logits);
+    if (!mask->ids || !mask->logits)
+        return plm_fail(PLM_ERR_NOMEM, "out of memory");
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (plm_token_is_eog(model, t))
+            mask->ids[mask->n_ids++] = t;
+    return PLM_OK;
+}
+
+/* The logits to sample from: the session's, or a masked copy (mask may be NULL). */
+static const float *allowed_logits(const plm_session *s, struct eog_mask *mask)
+{
+    const float *logits = plm_session_logits(s);
+    if (!mask)
+        return logits;
+    memcpy(mask->logits, logits, (size_t)s->model->hp.n_vocab * sizeof *logits);
+    for (int i = 0; i < mask->n_ids; i++)
+        mask->logits[mask->ids[i]] = -INFINITY;
+    return mask->logits;
+}
+
 static int generate_loop(plm_session *s, plm_sampler *sampler, const struct plm_generate_params *params,
-                         plm_text_callback on_text, void *user, struct plm_generate_result *result,
-                         struct pending_text *p)
+                         struct eog_mask *eog, plm_text_callback on_text, void *user,
+                         struct plm_generate_result *result, struct pending_text *p)
 {
     for (;;) {
         if (params->n_predict >= 0 && result->n_generated >= params->n_predict) {
             result->stop_reason = PLM_STOP_LENGTH;
             break;
         }
-        int32_t token = plm_sampler_sample(sampler, plm_session_logits(s));
+        int32_t token = plm_sampler_sample(sampler, allowed_logits(s, eog));
         if (token < 0)
             return token; /* no finite logit: the model produced NaNs */
         plm_sampler_accept(sampler, token);
@@ -201,7 +225,7 @@ int plm_generate(plm_session *s, plm_sampler *sampler, const int32_t *prompt, in
     memset(result, 0, sizeof *result);
     if (n_prompt == 0 && s->n_past == 0)
         return plm_fail(PLM_ERR_ARG, "nothing to generate from: the prompt is empty");
-    double start = seconds_now();
+    double start = plm_seconds_now();
     if (n_prompt > 0) {
         int rc = plm_decode(s, prompt, n_prompt, NULL);
         if (rc)
@@ -210,12 +234,18 @@ int plm_generate(plm_session *s, plm_sampler *sampler, const int32_t *prompt, in
     for (int i = 0; i < n_prompt; i++)
         plm_sampler_accept(sampler, prompt[i]);
     result->n_prompt = n_prompt;
-    double prompt_done = seconds_now();
+    double prompt_done = plm_seconds_now();
     result->prompt_seconds = prompt_done - start;
 
     struct pending_text pending = {.strip_leading_space = starts_document(s, prompt, n_prompt)};
-    int rc = generate_loop(s, sampler, params, on_text, user, result, &pending);
+    struct eog_mask mask = {0};
+    int rc = params->ignore_eog ? eog_mask_init(&mask, s->model, s->model->hp.n_vocab) : PLM_OK;
+    if (rc == PLM_OK)
+        rc = generate_loop(s, sampler, params, params->ignore_eog ? &mask : NULL, on_text, user, result,
+                           &pending);
+    free(mask.ids);
+    free(mask.logits);
     free(pending.bytes);
-    result->generate_seconds = seconds_now() - prompt_done;
+    result->generate_seconds = plm_seconds_now() - prompt_done;
     return rc;
 }

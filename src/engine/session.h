@@ -44,6 +44,11 @@ struct plm_session {
     float *rope_cos;     /* one position's angles  [head_dim / 2] */
     float *rope_sin;
     float *logits;       /* after the last token   [n_vocab] */
+
+    /* Calibration sees every matrix product's input through this, called
+     * before the product from the calling thread; NULL normally. */
+    void (*observe_matmul)(void *user, const struct plm_matrix *w, const float *x, int n_tokens);
+    void *observe_user;
 };
 
 /* Runs the transformer over n_tokens <= PLM_BATCH tokens at positions

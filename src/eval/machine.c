@@ -14,7 +14,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -25,13 +24,6 @@
 
 #define BANDWIDTH_BUFFER_BYTES (512u << 20)
 #define RUNS 3
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------------- bandwidth */
 
@@ -69,9 +61,9 @@ double plm_measure_read_bandwidth(int n_threads)
             words[i] = i;
         job.words = words;
         for (int run = 0; run < RUNS; run++) {
-            double start = seconds_now();
+            double start = plm_seconds_now();
             threadpool_run(pool, read_chunk, &job, n_threads);
-            double rate = BANDWIDTH_BUFFER_BYTES / (seconds_now() - start);
+            double rate = BANDWIDTH_BUFFER_BYTES / (plm_seconds_now() - start);
             if (rate > best)
                 best = rate;
         }
@@ -204,9 +196,9 @@ static double measure_rate(int n_threads, float (*chains)(long rounds), double o
     job.rounds = CHAIN_ROUNDS;
     double best = 0.0;
     for (int run = 0; run < RUNS; run++) {
-        double start = seconds_now();
+        double start = plm_seconds_now();
         threadpool_run(pool, chains_chunk, &job, n_threads);
-        double rate = job.rounds * ops_per_round * n_threads / (seconds_now() - start);
+        double rate = job.rounds * ops_per_round * n_threads / (plm_seconds_now() - start);
         if (rate > best)
             best = rate;
     }

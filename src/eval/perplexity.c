@@ -5,22 +5,18 @@
 #include "engine/session.h"
 
 #include "core/error.h"
+#include "eval/log_sum_exp.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* -log softmax(logits)[target], computed stably in double. */
+/* -log softmax(logits)[target]. */
 static double negative_log_likelihood(const float *logits, int n_vocab, int32_t target)
 {
-    float max = logits[0];
-    for (int i = 1; i < n_vocab; i++)
-        if (logits[i] > max)
-            max = logits[i];
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++)
-        sum += exp((double)logits[i] - max);
-    return log(sum) - ((double)logits[target] - max);
+    float max;
+    double log_sum = log_sum_exp(logits, n_vocab, &max);
+    return log_sum - ((double)logits[target] - max);
 }
 
 struct nll_totals {

@@ -6,7 +6,8 @@
  *
  * For a SIMD kernel, the activations are quantized once per call (if the
  * kernel multiplies integers), then every weight row is dotted with the
- * tokens a tile of PLM_TOKEN_TILE at a time, the last few one by one. Each
+ * tokens a tile of PLM_TOKEN_TILE at a time, the last few one by one, rows
+ * going by chunks that stay in cache (matmul_with_kernel). Each
  * output is computed by the same operations whatever the tile, so a token
  * gets bit-identical results alone or in a batch.
  */
@@ -60,13 +61,21 @@ bool plm_isa_available(enum plm_isa isa)
 #else
         return false;
 #endif
+    case PLM_ISA_AVX512:
+#if defined(__x86_64__)
+        /* Every AVX-512 CPU also has AVX2, FMA and F16C, which the kernels
+         * use for their 256-bit steps. */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+        return false;
+#endif
     case PLM_ISA_NEON:
 #if defined(__aarch64__)
         return true; /* Advanced SIMD is part of every aarch64 CPU */
 #else
         return false;
 #endif
-    case PLM_ISA_AVX512: /* no kernels written yet */
     default:
         return false;
     }
@@ -78,6 +87,8 @@ const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type)
 #if defined(__x86_64__)
     case PLM_ISA_AVX2:
         return plm_avx2_kernel(type);
+    case PLM_ISA_AVX512:
+        return plm_avx512_kernel(type);
 #endif
 #if defined(__aarch64__)
     case PLM_ISA_NEON:
@@ -91,6 +102,8 @@ const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type)
 enum plm_isa plm_isa_choose(const char *requested)
 {
     if (!requested || !*requested) {
+        if (plm_isa_available(PLM_ISA_AVX512))
+            return PLM_ISA_AVX512;
         if (plm_isa_available(PLM_ISA_AVX2))
             return PLM_ISA_AVX2;
         if (plm_isa_available(PLM_ISA_NEON))
@@ -165,6 +178,10 @@ static const void *prepare_activations(enum plm_activation_format format, const 
     return quantized;
 }
 
+/* Weight bytes per chunk of rows (see matmul_with_kernel): a fraction of
+ * any x86-64 or ARM64 core's L2 cache. */
+#define ROW_CHUNK_BYTES (64 * 1024)
+
 static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm_matrix *w,
                                const float *x, float *y, int n_tokens)
 {
@@ -182,15 +199,25 @@ static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm
         plm_matmul_scalar(w, x, y, n_tokens);
         return;
     }
-    for (int64_t r = 0; r < w->n_out; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+    /* Rows go by chunks of about ROW_CHUNK_BYTES, each chunk against every
+     * tile of tokens in turn: the chunk's weights stay in the L2 cache over
+     * all tiles, and a tile's activations in the L1 cache over the chunk's
+     * rows (row by row over all tokens, the activations of a long prompt
+     * would stream from L2 for every row). */
+    const int64_t chunk_rows = row_bytes >= ROW_CHUNK_BYTES ? 1 : (int64_t)(ROW_CHUNK_BYTES / row_bytes);
+    const uint8_t *weights = w->data;
+    const int64_t n_out = w->n_out;
+    for (int64_t first = 0; first < n_out; first += chunk_rows) {
+        const int64_t end = first + chunk_rows < n_out ? first + chunk_rows : n_out;
         int t = 0;
         for (; t + PLM_TOKEN_TILE <= n_tokens; t += PLM_TOKEN_TILE)
-            kernel->tile4(row, activations + (size_t)t * token_bytes, w->n_in,
-                          y + (size_t)t * (size_t)w->n_out + r, w->n_out);
+            for (int64_t r = first; r < end; r++)
+                kernel->tile4(weights + (size_t)r * row_bytes, activations + (size_t)t * token_bytes,
+                              w->n_in, y + (size_t)t * (size_t)n_out + r, n_out);
         for (; t < n_tokens; t++)
-            kernel->tile1(row, activations + (size_t)t * token_bytes, w->n_in,
-                          y + (size_t)t * (size_t)w->n_out + r, w->n_out);
+            for (int64_t r = first; r < end; r++)
+                kernel->tile1(weights + (size_t)r * row_bytes, activations + (size_t)t * token_bytes,
+                              w->n_in, y + (size_t)t * (size_t)n_out + r, n_out);
     }
     free(scratch);
 }

@@ -1,7 +1,8 @@
 /*
  * Internal interface between the dispatching plm_matmul (matmul.c) and its
  * implementations: the scalar reference (matmul_scalar.c) and one file of
- * SIMD kernels per instruction set (matmul_avx2.c, matmul_neon.c).
+ * SIMD kernels per instruction set (matmul_avx2.c, matmul_avx512.c,
+ * matmul_neon.c).
  *
  * A SIMD kernel computes one weight row against a tile of consecutive
  * tokens: it reads each weight block once and uses it for every token of the
@@ -25,7 +26,7 @@
 enum plm_isa {
     PLM_ISA_SCALAR,
     PLM_ISA_AVX2,   /* x86-64 with AVX2, FMA and F16C */
-    PLM_ISA_AVX512, /* recognised by name; no kernels yet, so never available */
+    PLM_ISA_AVX512, /* x86-64 with AVX-512 F, BW, VL and VNNI (and AVX2, FMA, F16C) */
     PLM_ISA_NEON,   /* aarch64 Advanced SIMD (integer kernels need dotprod) */
 };
 
@@ -59,6 +60,7 @@ float plm_vec_dot_row_scalar(int type, const void *row, const float *x, int64_t 
  * has the instruction set. */
 #if defined(__x86_64__)
 const struct plm_kernel *plm_avx2_kernel(int type);
+const struct plm_kernel *plm_avx512_kernel(int type);
 #endif
 #if defined(__aarch64__)
 /* has_dotprod: the CPU has the dot-product extension (ARMv8.2 SDOT); the

@@ -63,6 +63,8 @@ static void matmul_chunk(void *arg, int chunk, int n_chunks, int thread)
 static void matmul(const struct plm_session *s, const struct plm_matrix *w, const float *x, float *y,
                    int n_tokens)
 {
+    if (s->observe_matmul)
+        s->observe_matmul(s->observe_user, w, x, n_tokens);
     struct matmul_job job = {s, w, x, y, n_tokens};
     threadpool_run(s->pool, matmul_chunk, &job, chunk_count(s, w->n_out, PLM_ROW_GRAIN));
 }
@@ -258,7 +260,7 @@ static void feed_forward(struct plm_session *s, const struct plm_layer *l, int n
         s->ffn_gate[i] = g / (1.0f + expf(-g)) * s->ffn_up[i];
     }
     matmul(s, &l->w_down, s->ffn_gate, s->xb, n_tokens);
-    add_rows(s->x, s->xb, n);
+    add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
 }
 
 static void transformer_layer(struct plm_session *s, int layer, int n_tokens)

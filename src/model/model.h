@@ -72,6 +72,11 @@ struct plm_model {
     int n_owned_vectors;
 };
 
+/* Pointers to every weight matrix of the model: token_embd, output (the same
+ * data as token_embd when tied), then each layer's wq, wk, wv, wo, w_gate,
+ * w_up, w_down. Writes at most max and returns how many there are. */
+int model_matrices(struct plm_model *m, struct plm_matrix **out, int max);
+
 /* Bounds that reject absurd metadata before anything is allocated. */
 #define PLM_MAX_EMBD 65536
 #define PLM_MAX_LAYERS 512

@@ -15,6 +15,8 @@
  * The file appears under its final name only when complete.
  */
 #include "model/synth.h"
+#include "quant/presets.h"
+#include "quant/quantize.h"
 
 #include "core/error.h"
 #include "format/gguf.h"
@@ -96,42 +98,6 @@ const char *plm_synth_shape_name(int i)
 {
     const struct synth_shape *shape = synth_shape_at(i);
     return shape ? shape->name : NULL;
-}
-
-int synth_matrix_type(int type, int64_t row_length)
-{
-    if (plm_row_bytes(type, row_length) != 0)
-        return type;
-    int fallback;
-    switch (type) {
-    case PLM_TYPE_Q2_K:
-    case PLM_TYPE_Q3_K: fallback = PLM_TYPE_Q4_0; break;
-    case PLM_TYPE_Q4_K: fallback = PLM_TYPE_Q5_0; break;
-    case PLM_TYPE_Q5_K: fallback = PLM_TYPE_Q5_1; break;
-    case PLM_TYPE_Q6_K: fallback = PLM_TYPE_Q8_0; break;
-    default: fallback = PLM_TYPE_F16; break;
-    }
-    return plm_row_bytes(fallback, row_length) != 0 ? fallback : PLM_TYPE_F16;
-}
-
-int synth_file_type(int type)
-{
-    switch (type) {
-    case PLM_TYPE_F32: return 0;   /* ALL_F32 */
-    case PLM_TYPE_F16: return 1;   /* MOSTLY_F16 */
-    case PLM_TYPE_Q4_0: return 2;
-    case PLM_TYPE_Q4_1: return 3;
-    case PLM_TYPE_Q8_0: return 7;
-    case PLM_TYPE_Q5_0: return 8;
-    case PLM_TYPE_Q5_1: return 9;
-    case PLM_TYPE_Q2_K: return 10;
-    case PLM_TYPE_Q3_K: return 11; /* Q3_K_S: the mix closest to all-Q3_K */
-    case PLM_TYPE_Q4_K: return 14; /* Q4_K_S */
-    case PLM_TYPE_Q5_K: return 16; /* Q5_K_S */
-    case PLM_TYPE_Q6_K: return 18;
-    case PLM_TYPE_BF16: return 32;
-    default: return 0;
-    }
 }
 
 /* ---------------------------------------------------------- random numbers */
@@ -226,7 +192,7 @@ static void plan_add(struct synth_plan *plan, const char *name, int type, int64_
 {
     struct synth_tensor *t = &plan->tensors[plan->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->type = init == INIT_MATRIX ? synth_matrix_type(type, ne0) : PLM_TYPE_F32;
+    t->type = init == INIT_MATRIX ? plm_quant_storage_type(type, ne0) : PLM_TYPE_F32;
     t->n_dims = init == INIT_MATRIX ? 2 : 1;
     t->ne[0] = ne0;
     t->ne[1] = init == INIT_MATRIX ? ne1 : 1;
@@ -351,7 +317,7 @@ static int set_model_metadata(struct gguf_writer *w, const struct synth_shape *s
         rc = set_arch_u32(w, arch, "attention.key_length", s->head_dim);
         if (!rc) rc = set_arch_u32(w, arch, "attention.value_length", s->head_dim);
     }
-    if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)synth_file_type(type));
+    if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)quant_file_type_of(type));
     if (!rc && s->arch == SYNTH_LLAMA) {
         rc = set_arch_u32(w, arch, "vocab_size", s->n_vocab);
         if (!rc) rc = set_arch_u32(w, arch, "rope.dimension_count", s->head_dim);

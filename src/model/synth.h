@@ -54,16 +54,4 @@ const struct synth_shape *synth_find_shape(const char *name);
 /* The i-th known shape, NULL past the last. */
 const struct synth_shape *synth_shape_at(int i);
 
-/* The type a matrix with rows of row_length elements is stored in when `type`
- * is asked for: `type` itself when the row is a whole number of its blocks,
- * else llama.cpp's fallback for k-quants (Q4_K -> Q5_0, Q5_K -> Q5_1,
- * Q6_K -> Q8_0; Q2_K and Q3_K -> Q4_0 where llama.cpp picks IQ4_NL, which
- * pocketlm does not run: both are 4.5 bits per weight), and F16 when even
- * that does not fit. */
-int synth_matrix_type(int type, int64_t row_length);
-
-/* llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices
- * are `type`: e.g. Q8_0 -> 7, Q4_K -> 14 (Q4_K_S). */
-int synth_file_type(int type);
-
 #endif

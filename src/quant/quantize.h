@@ -21,4 +21,11 @@
 void plm_quantize_row_weighted(int type, const float *src, void *dst, int64_t n,
                                const float *importance);
 
+/* The type a matrix with rows of n_in elements is actually stored in when
+ * `type` is asked for: `type` itself when n_in is a multiple of its block
+ * size, else the nearest more precise type whose block fits (as llama.cpp:
+ * Q2_K, Q3_K -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; then F16).
+ * quantize and calibrate's sensitivity measurement share this rule. */
+int plm_quant_storage_type(int type, int64_t n_in);
+
 #endif

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_LIST 16
@@ -57,13 +56,6 @@ static bool parse_list(const char *text, struct int_list *list, int min)
     return list->count > 0;
 }
 
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int compare_doubles(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -87,7 +79,7 @@ static int time_test(plm_session *s, const int32_t *tokens, int n, bool one_by_o
 {
     for (int r = 0; r < reps; r++) {
         plm_session_truncate(s, 0);
-        double start = seconds_now();
+        double start = plm_seconds_now();
         if (one_by_one) {
             for (int i = 0; i < n; i++)
                 if (plm_decode(s, tokens + i, 1, NULL))
@@ -95,7 +87,7 @@ static int time_test(plm_session *s, const int32_t *tokens, int n, bool one_by_o
         } else if (plm_decode(s, tokens, n, NULL)) {
             return -1;
         }
-        rates[r] = n / (seconds_now() - start);
+        rates[r] = n / (plm_seconds_now() - start);
     }
     return 0;
 }
@@ -211,7 +203,7 @@ int cmd_bench(int argc, char **argv)
                                 "REPS runs with its standard deviation, and the fraction of this machine's limit\n"
                                 "(read bandwidth for generation, peak multiply-add rate for prompts) measured\n"
                                 "in the same run.",
-                                table, sizeof table / sizeof table[0], NULL};
+                                table, sizeof table / sizeof table[0], NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

@@ -146,7 +146,8 @@ static int answer(struct chat_state *st)
     plm_session_truncate(st->session, keep);
     plm_sampler_reset(st->sampler);
     struct plm_generate_params params = {
-        .n_predict = st->gen->n_predict, .stop = st->gen->stop.items, .n_stop = st->gen->stop.count};
+        .n_predict = st->gen->n_predict, .stop = st->gen->stop.items, .n_stop = st->gen->stop.count,
+        .ignore_eog = st->gen->ignore_eos};
     struct plm_generate_result result;
     st->reply_len = 0;
     int rc = plm_generate(st->session, st->sampler, tokens + keep, n - keep, &params, collect_reply, st, &result);
@@ -214,7 +215,7 @@ int cmd_chat(int argc, char **argv)
     struct command_spec spec = {"chat", "-m FILE [--system TEXT] [options]",
                                 "Chats with a model. Type a message and press enter; each line read from a pipe\n"
                                 "is one user turn. Answers stream to stdout; the history is kept within the context.",
-                                table, n, NULL};
+                                table, n, NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

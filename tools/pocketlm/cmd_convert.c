@@ -16,7 +16,7 @@ int cmd_convert(int argc, char **argv)
     struct command_spec spec = {"convert", "SRC -o OUT.gguf [--vocab TOKENIZER] [--outtype f32|f16|bf16]",
                                 "Converts a Hugging Face checkpoint directory (config.json, *.safetensors, "
                                 "tokenizer.json)\nor a llama2.c checkpoint file to GGUF.",
-                                table, 3, &src};
+                                table, 3, &src, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

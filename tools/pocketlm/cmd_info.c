@@ -95,7 +95,7 @@ int cmd_info(int argc, char **argv)
     };
     struct command_spec spec = {"info", "FILE [--json] [-c CTX]",
                                 "Shows a model's architecture, parameters, tensor types and the memory it needs.",
-                                table, sizeof table / sizeof table[0], &path};
+                                table, sizeof table / sizeof table[0], &path, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

@@ -73,7 +73,7 @@ int cmd_perplexity(int argc, char **argv)
                                 "Tokenizes the text as one stream, cuts it into chunks of CTX tokens (default 512)\n"
                                 "each starting with BOS, and scores the second half of each chunk, as llama.cpp does.\n"
                                 "The last line on stdout is 'PPL = <value>'.",
-                                table, n, NULL};
+                                table, n, NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

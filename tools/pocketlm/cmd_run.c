@@ -60,7 +60,8 @@ static int generate(const struct run_options *o, plm_model *model, plm_session *
     if (o->echo)
         print_text(NULL, text, len);
     struct plm_generate_params params = {
-        .n_predict = o->gen.n_predict, .stop = o->gen.stop.items, .n_stop = o->gen.stop.count};
+        .n_predict = o->gen.n_predict, .stop = o->gen.stop.items, .n_stop = o->gen.stop.count,
+        .ignore_eog = o->gen.ignore_eos};
     struct plm_generate_result result;
     int rc = plm_generate(session, sampler, tokens, n_tokens, &params, print_text, NULL, &result);
     free(text);
@@ -89,7 +90,7 @@ int cmd_run(int argc, char **argv)
     table[n++] = (struct option){NULL, "--echo", OPT_FLAG, &o.echo, NULL, "print the prompt before the generated text"};
     struct command_spec spec = {"run", "-m FILE [-p TEXT] [options]",
                                 "Generates text from a prompt. Only the generated text is printed on stdout.",
-                                table, n, NULL};
+                                table, n, NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

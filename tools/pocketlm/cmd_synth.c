@@ -3,19 +3,11 @@
 
 #include <stdio.h>
 #include <sys/stat.h>
-#include <time.h>
 
 static void print_note(void *user, const char *note)
 {
     (void)user;
     fprintf(stderr, "pocketlm synth: %s\n", note);
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int cmd_synth(int argc, char **argv)
@@ -41,7 +33,7 @@ int cmd_synth(int argc, char **argv)
     };
     const char *shape = NULL;
     struct command_spec spec = {"synth", "SHAPE --type TYPE -o OUT.gguf [--vocab VOCAB.gguf] [--seed S] [--layers N]",
-                                summary, table, 5, &shape};
+                                summary, table, 5, &shape, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
@@ -56,7 +48,7 @@ int cmd_synth(int argc, char **argv)
     params.shape = shape;
     params.n_layer = n_layer == -1 ? 0 : n_layer;
 
-    double start = seconds_now();
+    double start = plm_seconds_now();
     rc = plm_synth(&params, out);
     if (rc) {
         report_error("synth", plm_last_error());
@@ -65,6 +57,6 @@ int cmd_synth(int argc, char **argv)
     }
     struct stat st;
     double mib = stat(out, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0.0;
-    fprintf(stderr, "pocketlm synth: wrote %s (%.1f MiB) in %.1f s\n", out, mib, seconds_now() - start);
+    fprintf(stderr, "pocketlm synth: wrote %s (%.1f MiB) in %.1f s\n", out, mib, plm_seconds_now() - start);
     return EXIT_OK;
 }

@@ -34,7 +34,7 @@ int cmd_tokenize(int argc, char **argv)
     };
     struct command_spec spec = {"tokenize", "-m FILE (-p TEXT | -f FILE) [--no-bos] [--pieces]",
                                 "Prints the token ids of a text, space-separated on one line.", table,
-                                sizeof table / sizeof table[0], NULL};
+                                sizeof table / sizeof table[0], NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;

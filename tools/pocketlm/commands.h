@@ -13,6 +13,11 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_gap(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 struct model_options {
@@ -23,6 +28,9 @@ struct model_options {
     const char *mem_budget; /* bytes, with an optional K/M/G suffix */
 };
 
+/* "1500000000", "512M", "2G" -> bytes (K/M/G are powers of 1024); false when malformed. */
+bool parse_bytes(const char *text, uint64_t *bytes);
+
 /* Parses --kv-type; false (after printing why) for an unknown name. */
 bool parse_kv_type(const char *command, const char *name, enum plm_kv_type *kv_type);
 
@@ -31,6 +39,7 @@ struct generation_options {
     struct plm_sampler_params sampling;
     int n_predict;
     struct string_list stop;
+    bool ignore_eos;
     const char *chat_template;
 };
 

@@ -34,8 +34,7 @@ bool parse_kv_type(const char *command, const char *name, enum plm_kv_type *kv_t
     return true;
 }
 
-/* "1500000000", "512M", "2G" -> bytes; false when malformed. */
-static bool parse_bytes(const char *text, uint64_t *bytes)
+bool parse_bytes(const char *text, uint64_t *bytes)
 {
     char *end;
     errno = 0;
@@ -150,6 +149,8 @@ int generation_option_entries(struct option *t, struct generation_options *g)
                              "tokens the penalty looks back over (default 64)"};
     t[n++] = (struct option){"-s", "--seed", OPT_U64, &s->seed, "S", "random seed (default: from the clock)"};
     t[n++] = (struct option){NULL, "--stop", OPT_LIST, &g->stop, "TEXT", "stop when TEXT appears (repeatable)"};
+    t[n++] = (struct option){NULL, "--ignore-eos", OPT_FLAG, &g->ignore_eos, NULL,
+                             "never end the text early: end-of-text tokens are not sampled"};
     t[n++] = (struct option){NULL, "--chat-template", OPT_STRING, &g->chat_template, "NAME",
                              "chatml, qwen2, qwen3, smollm3, llama3, llama2 or gemma (default: the model's)"};
     return n;

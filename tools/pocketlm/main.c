@@ -8,6 +8,11 @@
  *   tokenize    the token ids of a text
  *   bench       speed against this machine's limits
  *   synth       random-weight models with the shapes of real ones
+ *   serve       an OpenAI-compatible HTTP server
+ *   fit         which models fit which devices, and how fast they can decode
+ *   quantize    re-encode a model's weights in fewer bits
+ *   gap         how far compressed models are from the one they came from
+ *   calibrate   which input channels of each matrix matter, from sample text
  */
 #include "commands.h"
 
@@ -29,6 +34,11 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"bench", cmd_bench, "measure prompt and generation speed against the machine's limits"},
     {"synth", cmd_synth, "write a random-weight model with the shape of a real one"},
+    {"serve", cmd_serve, "serve the model over HTTP with OpenAI's API"},
+    {"fit", cmd_fit, "check which models fit a device's memory and how fast it can decode them"},
+    {"quantize", cmd_quantize, "re-encode a model's weight matrices in fewer bits (Q4_K_M, Q8_0, ...)"},
+    {"gap", cmd_gap, "compare compressed models with their reference: perplexity, KL divergence, speed"},
+    {"calibrate", cmd_calibrate, "measure activation statistics (an importance matrix) for quantize --imatrix"},
 };
 
 static void usage(FILE *out)

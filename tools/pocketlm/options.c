@@ -79,6 +79,21 @@ static int set_value(const struct command_spec *spec, const struct option *o, co
     return 0;
 }
 
+static int set_positional(const struct command_spec *spec, const char *arg)
+{
+    struct string_list *list = spec->positionals;
+    if (list) {
+        if (list->count == (int)(sizeof list->items / sizeof list->items[0]))
+            return usage_error(spec, "too many arguments%s%s", "", "");
+        list->items[list->count++] = arg;
+        return 0;
+    }
+    if (!spec->positional || *spec->positional)
+        return usage_error(spec, "unexpected argument '%s'%s", arg, "");
+    *spec->positional = arg;
+    return 0;
+}
+
 int parse_options(const struct command_spec *spec, int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
@@ -91,9 +106,9 @@ int parse_options(const struct command_spec *spec, int argc, char **argv)
         if (!o) {
             if (arg[0] == '-' && arg[1])
                 return usage_error(spec, "unknown option '%s'%s", arg, "");
-            if (!spec->positional || *spec->positional)
-                return usage_error(spec, "unexpected argument '%s'%s", arg, "");
-            *spec->positional = arg;
+            int rc = set_positional(spec, arg);
+            if (rc)
+                return rc;
             continue;
         }
         if (o->kind == OPT_FLAG) {

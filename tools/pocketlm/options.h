@@ -38,6 +38,7 @@ struct command_spec {
     const struct option *options;
     int n_options;
     const char **positional; /* receives the one positional argument, or NULL if none allowed */
+    struct string_list *positionals; /* instead: receives every positional argument */
 };
 
 /* Exit codes of the program. */

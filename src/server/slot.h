@@ -1,0 +1,56 @@
+/*
+ * A slot: one session (KV cache) of the shared model and the request it is
+ * generating, advanced one step at a time by the scheduler: a batch of the
+ * prompt, or one token. The slot keeps the tokens its cache holds, so a
+ * request that starts like the previous one (the same system prompt, the
+ * conversation so far) only decodes what is new.
+ */
+#ifndef PLM_SERVER_SLOT_H
+#define PLM_SERVER_SLOT_H
+
+#include "server/job.h"
+#include "server/logprob.h"
+#include "server/metrics.h"
+#include "server/stream_text.h"
+
+/* Prompt tokens decoded per turn: long prompts proceed in batches, so the other
+ * slots' streams keep moving meanwhile. */
+#define SLOT_PROMPT_BATCH 64
+
+struct slot {
+    plm_model *model;
+    plm_session *session;
+    int n_vocab;
+    bool sentencepiece;     /* the tokenizer drops a leading space at the start of a document */
+    int32_t *cached;        /* tokens whose keys and values the cache holds [n_ctx] */
+    int n_cached;
+
+    struct job *job;        /* NULL when the slot is free */
+    int end_status;         /* the HTTP status of a job that has just ended */
+    /* The current job's progress. */
+    plm_sampler *sampler;
+    int n_prompt_done;
+    bool generating;        /* the prompt is decoded */
+    int n_generated;
+    struct stream_text text;
+    bool strip_leading_space;
+    struct token_logprob *logprobs;
+    int n_logprobs, logprobs_cap, n_logprobs_sent;
+};
+
+int slot_init(struct slot *slot, plm_model *model, const struct plm_session_params *params);
+void slot_free(struct slot *slot);
+
+/* How many of the job's prompt tokens the slot's cache already holds. */
+int slot_reusable(const struct slot *slot, const struct job *job);
+
+/* Gives the slot a job, with the caller's reference to it (slot_step hands it back). */
+void slot_assign(struct slot *slot, struct job *job);
+
+/* Advances the job by one step. When the job has ended (finished, failed or
+ * cancelled) its output is complete and the slot free again: returns the job,
+ * with its HTTP status in *status, for the caller to mark finished
+ * (job_finish) and release. Otherwise NULL. */
+struct job *slot_step(struct slot *slot, struct server_metrics *metrics, int *status);
+
+#endif
