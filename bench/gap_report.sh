@@ -13,7 +13,9 @@
 #
 # Usage: bench/gap_report.sh            (about 10 minutes on 2 cores)
 # Environment: PLM (default build/pocketlm), SHARED (default ../shared),
-# WORK (default /tmp/pocketlm-gap), CTX (default 128), THREADS (default 2).
+# WORK (default /tmp/pocketlm-gap), CTX (default 128), THREADS (default 2),
+# CALIB_CHUNKS (default 200: chunks of calibration text), EVAL_CHUNKS (default 400:
+# chunks of evaluation text, 25,200 scored positions at CTX 128).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 plm=${PLM:-build/pocketlm}
@@ -56,8 +58,10 @@ measure_model() {
                          --vocab "$shared/models/stories260K/tok512.bin" -o "$ref" ;;
         *) run "$plm" convert "$shared/models/$name" -o "$ref" ;;
     esac
+    # Sensitivities cost one pass over the text per matrix and type: 200 chunks
+    # (25,000 tokens) keep that to minutes.
     run "$plm" calibrate "$ref" --text "$work/calib.txt" -o "$dir/imatrix.gguf" -c "$ctx" \
-        --sensitivity -t "$threads" > "$dir/calibrate.txt"
+        --chunks "${CALIB_CHUNKS:-200}" --sensitivity -t "$threads" > "$dir/calibrate.txt"
     run "$plm" quantize "$ref" "$dir/$name-F16.gguf" --type F16 -t "$threads" 2>/dev/null
     tiers+=("$dir/$name-F16.gguf")
     for p in $presets; do
@@ -77,6 +81,7 @@ measure_model() {
         tiers+=("$dir/$name-fit-$p.gguf")
     done
     run "$plm" gap --ref "$ref" "${tiers[@]}" --text "$work/eval.txt" -c "$ctx" -t "$threads" \
+        --chunks "${EVAL_CHUNKS:-400}" \
         --device raspberry-pi-5 --json "$dir/gap.json" --svg "$charts/$name.svg" > "$dir/gap.md"
 }
 
@@ -125,7 +130,8 @@ export work imatrix_presets fit_presets
     echo "  $(stat -c %s "$work/eval.txt") bytes are the evaluation text, the remaining"
     echo "  $(stat -c %s "$work/calib.txt") bytes the calibration text (importance matrix and"
     echo "  sensitivities), so no tier is scored on text it was calibrated on."
-    echo "- Chunks of $ctx tokens; the second half of each chunk is scored."
+    echo "- The first ${EVAL_CHUNKS:-400} chunks of $ctx tokens of the evaluation text; the second half of"
+    echo "  each chunk is scored ($(( ${EVAL_CHUNKS:-400} * (ctx - 1 - ctx / 2) )) positions per model)."
     echo "- \`-imat\` tiers are quantized with \`--imatrix\`; \`fit-P\` tiers with"
     echo "  \`--target-size\` set to the size of preset P's \`-imat\` file."
     echo "- The \"fits\" column is for \`raspberry-pi-5\` (every tier of these tiny models fits)."

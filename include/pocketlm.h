@@ -455,6 +455,449 @@ int plm_server_port(const plm_server *server);
  * many requests had to be cancelled. */
 int plm_server_stop(plm_server *server, double grace_seconds);
 
+/* --------------------------------------------------------------- audit log */
+
+/* The record of every request that leaves the device (docs/audit.md): an
+ * SQLite database, one entry per request written and committed before the
+ * request is sent, one more after its response, each entry holding the hash of
+ * the one before so that an edit, a deletion or a reordering shows. Escalation:
+ *     plm_audit_begin(audit, &request, &id);    committed, then send
+ *     plm_audit_finish(audit, id, &result);     after the response or failure
+ * A handle may be shared by threads, and several processes may append to one
+ * file. When POCKETLM_AUDIT_KEY is set, a new log's hashes are HMAC-SHA-256
+ * with that key, so that they cannot be forged without it. */
+typedef struct plm_audit plm_audit;
+
+/* $POCKETLM_HOME/audit.db, else $XDG_DATA_HOME/pocketlm/audit.db, else
+ * $HOME/.local/share/pocketlm/audit.db. PLM_ERR_LIMIT if it does not fit. */
+int plm_audit_default_path(char *path, size_t capacity);
+
+/* Opens the log at path, creating the file (mode 0600) and its directory. */
+int plm_audit_open(const char *path, plm_audit **audit);
+/* Opens an existing log; a missing file or one that is not an audit log is an error. */
+int plm_audit_open_existing(const char *path, plm_audit **audit);
+void plm_audit_close(plm_audit *audit);
+
+/* What an audit entry says was redacted from a request: a type ("email",
+ * "api-key"; letters, digits, '-', '_', '.') and how many. Never the values. */
+struct plm_audit_redaction {
+    const char *type;
+    int count;
+};
+
+/* A request about to be sent. Text is UTF-8. */
+struct plm_audit_request {
+    const char *upstream;     /* the upstream's configured name */
+    const char *url;          /* its URL: only the host[:port] is stored */
+    const char *rule;         /* the routing rule that escalated */
+    const char *reason;       /* why it escalated, or NULL */
+    const char *head;         /* request line and headers as sent ("POST /v1/... HTTP/1.1\r\n..."),
+                                 or NULL; secrets in them are stored as "[KEY]" */
+    const void *body;         /* the request body exactly as sent */
+    size_t body_len;
+    const struct plm_audit_redaction *redactions;
+    int n_redactions;
+};
+
+/* Records the request and commits it; *id identifies it for plm_audit_finish.
+ * The request must not be sent if this fails. */
+int plm_audit_begin(plm_audit *audit, const struct plm_audit_request *request, int64_t *id);
+
+enum plm_audit_outcome {
+    PLM_AUDIT_OK,             /* the upstream answered and its answer was used */
+    PLM_AUDIT_UPSTREAM_ERROR, /* the upstream failed, and the client was told */
+    PLM_AUDIT_FALLBACK,       /* the upstream failed, and the device answered instead */
+    PLM_AUDIT_CANCELLED,      /* the client went away or the server stopped */
+};
+
+/* How the request ended. */
+struct plm_audit_result {
+    int http_status;      /* 0 when no HTTP response came */
+    const char *error;    /* the transport error ("connection refused"), or NULL */
+    uint64_t bytes_sent;  /* on the wire, as the HTTP client counted them */
+    uint64_t bytes_received;
+    double duration_s;
+    enum plm_audit_outcome outcome;
+};
+
+/* Records the end of request id (once per request). */
+int plm_audit_finish(plm_audit *audit, int64_t id, const struct plm_audit_result *result);
+
+/* One entry of the chain as stored. Pointers are valid during the callback. */
+struct plm_audit_entry {
+    int64_t seq;       /* 1, 2, 3, ... in chain order; a request's seq is its id */
+    const char *kind;  /* "request" or "completion" */
+    const char *time;  /* UTC, "2025-01-31T12:00:00.123Z" */
+    /* kind "request" (else NULL / 0): */
+    const char *upstream, *host, *rule, *reason;
+    const uint8_t *head; /* request line and headers, secrets masked */
+    size_t head_len;
+    const uint8_t *body;
+    size_t body_len;
+    const char *redactions; /* JSON object: {"email": 2, ...} */
+    /* kind "completion" (else 0 / NULL): */
+    int64_t request_seq;
+    int64_t http_status; /* 0: none */
+    const char *error;   /* "" when none */
+    int64_t bytes_sent, bytes_received, duration_ms;
+    const char *outcome; /* "ok", "upstream-error", "fallback-to-device", "cancelled" */
+    const char *prev_hash, *hash; /* 64 hex digits */
+};
+
+/* Every entry from seq first_seq on, in chain order; a callback returning
+ * false stops the walk. The callbacks of the reading functions run under the
+ * handle's lock and must not call plm_audit functions on the same handle. */
+int plm_audit_entries(plm_audit *audit, int64_t first_seq,
+                      bool (*on_entry)(void *user, const struct plm_audit_entry *entry), void *user);
+
+/* Which requests plm_audit_requests reports (zero: all). */
+struct plm_audit_filter {
+    int64_t id;           /* only this request (or the request that entry completes) */
+    const char *since;    /* only requests at or after this UTC time ("2025-01-31", "2025-01-31T12:00") */
+    const char *upstream; /* only requests to this upstream */
+};
+
+/* The requests that match, oldest first, each with its completion (NULL while
+ * unfinished, or when the process died before it finished). */
+int plm_audit_requests(plm_audit *audit, const struct plm_audit_filter *filter,
+                       bool (*on_request)(void *user, const struct plm_audit_entry *request,
+                                          const struct plm_audit_entry *completion),
+                       void *user);
+
+/* The chain's head, as kept beside the entries. */
+struct plm_audit_head {
+    int64_t n_entries;
+    char hash[65];         /* the last entry's hash (the genesis value when empty) */
+    const char *hash_kind; /* "sha256" or "hmac-sha256" */
+    int schema_version;
+};
+int plm_audit_get_head(plm_audit *audit, struct plm_audit_head *head);
+
+/* What plm_audit_verify found. */
+struct plm_audit_verdict {
+    bool intact;
+    int64_t n_entries, n_requests, n_completions;
+    int64_t first_bad_seq; /* when not intact: the first entry that is wrong or missing */
+    char problem[256];     /* when not intact: what is wrong with it */
+    char head_hash[65];    /* the last entry's hash */
+};
+
+/* Checks the whole chain: every entry's hash, its link to the one before,
+ * numbering, the completions' requests, and the head. Returns PLM_OK with the
+ * verdict (broken or not), or an error when the log cannot be read. */
+int plm_audit_verify(plm_audit *audit, struct plm_audit_verdict *verdict);
+
+/* -------------------------------------------------------------- escalation */
+
+/* Upstreams: larger models a request may be escalated to, named in a policy
+ * file (JSON, docs/escalation.md) together with the rules that decide when. */
+enum plm_upstream_kind {
+    PLM_UPSTREAM_OPENAI = 0, /* POST {base_url}/chat/completions (OpenAI, vLLM, llama.cpp, Ollama, pocketlm serve) */
+    PLM_UPSTREAM_ANTHROPIC,  /* POST {base_url}/v1/messages */
+    PLM_UPSTREAM_GEMINI,     /* POST {base_url}/models/{model}:generateContent */
+};
+
+/* Whether the user agrees to send a request to an upstream. */
+enum plm_consent {
+    PLM_CONSENT_NEVER = 0, /* nothing is ever sent there */
+    PLM_CONSENT_ASK,       /* the user is asked each time */
+    PLM_CONSENT_ALWAYS,    /* agreed in advance */
+};
+
+struct plm_upstream {
+    const char *name;
+    enum plm_upstream_kind kind;
+    const char *base_url;    /* no trailing slash */
+    const char *model;
+    const char *api_key_env; /* the environment variable holding the key; NULL = send no key */
+    enum plm_consent consent;
+    double timeout_s;         /* one attempt, from connecting to the last byte */
+    double connect_timeout_s;
+    double stall_timeout_s;   /* an attempt fails when nothing arrives for this long */
+    int max_retries;          /* attempts after the first, on 429, 5xx and transport errors */
+    int max_tokens;           /* 0 = not set */
+};
+
+typedef struct plm_policy plm_policy;
+
+/* Reads and validates a policy file. Keys are not looked up here, so a policy
+ * loads without them; plm_upstream_ready checks one when it is about to be used. */
+int plm_policy_load(const char *path, plm_policy **policy);
+void plm_policy_free(plm_policy *policy);
+int plm_policy_upstream_count(const plm_policy *policy);
+const struct plm_upstream *plm_policy_upstream(const plm_policy *policy, int i);
+/* By name; NULL (with a message listing the names) if none. */
+const struct plm_upstream *plm_policy_find_upstream(const plm_policy *policy, const char *name);
+/* Whether the policy forbids every escalation ("escalation": "never"). */
+bool plm_policy_never(const plm_policy *policy);
+
+/* PLM_OK if the upstream can be called now (its key's variable is set), else
+ * PLM_ERR_ARG with a message naming the variable (never the key). */
+int plm_upstream_ready(const struct plm_upstream *upstream);
+
+struct plm_upstream_request {
+    const struct plm_chat_message *messages; /* roles "system", "user", "assistant" */
+    int n_messages;
+    int max_tokens;    /* 0 = the upstream's max_tokens, else the provider's default (1024 for Anthropic, which needs one) */
+    float temperature; /* negative = the provider's default */
+    bool stream;
+};
+
+enum plm_finish_reason {
+    PLM_FINISH_UNKNOWN = 0, /* the upstream did not say */
+    PLM_FINISH_STOP,        /* a natural end or a stop sequence */
+    PLM_FINISH_LENGTH,      /* max_tokens was reached */
+    PLM_FINISH_FILTERED,    /* cut or refused by the provider's filters */
+    PLM_FINISH_OTHER,       /* tool calls and other reasons; finish_detail says which */
+    PLM_FINISH_CANCELLED,   /* the delta callback asked to stop */
+};
+
+struct plm_upstream_result {
+    char *text; /* the answer, NUL-terminated (malloc'd; plm_upstream_result_free) */
+    size_t text_len;
+    int prompt_tokens;     /* as the upstream counted them; -1 if it did not say */
+    int completion_tokens;
+    enum plm_finish_reason finish_reason;
+    char finish_detail[32]; /* the upstream's own word: "end_turn", "MAX_TOKENS", ... */
+    int http_status;        /* of the last attempt; 0 when none got an answer */
+    int attempts;
+    uint64_t bytes_sent;     /* headers and bodies of every attempt */
+    uint64_t bytes_received;
+};
+
+/* What the caller sees of the traffic, for the audit log. before_send runs
+ * before each attempt with the URL, the request head exactly as it goes on the
+ * wire (HTTP/1.1 request line and headers, each ended by CRLF, then the empty
+ * line) except that the key reads "[KEY]", and the exact body; a non-zero
+ * return (a plm_status, message set) cancels the call before anything is sent.
+ * after_attempt gets each attempt's status (0 without an answer) and byte
+ * counts. Either may be NULL. */
+struct plm_upstream_observer {
+    int (*before_send)(void *user, const struct plm_upstream *upstream, int attempt, const char *url,
+                       const char *head, const char *body, size_t body_len);
+    void (*after_attempt)(void *user, const struct plm_upstream *upstream, int attempt, int http_status,
+                          uint64_t bytes_sent, uint64_t bytes_received);
+    void *user;
+};
+
+/* Sends a chat request to an upstream and waits for the answer, passing its
+ * text to on_delta (may be NULL) as it arrives: piece by piece when streamed,
+ * whole otherwise; on_delta returning false stops it (PLM_FINISH_CANCELLED).
+ * Failed attempts (429, 5xx, transport errors, timeouts) are retried up to
+ * upstream->max_retries times with exponential backoff and jitter, waiting
+ * as Retry-After asks, but never once text has reached on_delta. Failures are
+ * PLM_ERR_IO (no answer, or an HTTP error: the message names the upstream, the
+ * status and the upstream's own message), PLM_ERR_FORMAT (an answer that is not
+ * the wire format) or PLM_ERR_ARG (no key); *result is filled either way and
+ * holds any text that arrived. Safe to call from several threads at once. */
+int plm_upstream_chat(const struct plm_upstream *upstream, const struct plm_upstream_request *request,
+                      plm_text_callback on_delta, void *user, const struct plm_upstream_observer *observer,
+                      struct plm_upstream_result *result);
+void plm_upstream_result_free(struct plm_upstream_result *result);
+/* "openai", "anthropic", "gemini"; "stop", "length", ... */
+const char *plm_upstream_kind_name(enum plm_upstream_kind kind);
+const char *plm_finish_reason_name(enum plm_finish_reason reason);
+
+/* Routing: when a request leaves the device (docs/routing.md). The policy's
+ * rules are evaluated in order; "never" wins over all of them. An "uncertain"
+ * rule looks at the device's own first tokens: how sure it was of each. */
+
+/* How sure the model was of one token it chose, from the logits it chose it from. */
+struct plm_token_uncertainty {
+    double prob;    /* the chosen token's probability under the softmax of the logits */
+    double entropy; /* of that distribution, in nats: 0 (one-hot) .. log(n_vocab) (uniform) */
+};
+int plm_token_uncertainty(const float *logits, int n_vocab, int32_t chosen, struct plm_token_uncertainty *u);
+
+/* The q-quantile (0..1) of the tokens' probabilities (entropy false) or
+ * entropies, by linear interpolation between order statistics (NumPy's
+ * default), over n >= 1 tokens in any order; the mean with plm_uncertainty_mean. */
+double plm_uncertainty_quantile(const struct plm_token_uncertainty *tokens, int n, bool entropy, double q);
+double plm_uncertainty_mean(const struct plm_token_uncertainty *tokens, int n, bool entropy);
+
+struct plm_route_request {
+    const char *model;   /* the request's "model", or NULL */
+    int n_prompt_tokens; /* the prompt as the device model tokenizes it */
+    int max_tokens;      /* the answer's length limit; 0 = none (one token must fit) */
+    int n_ctx;           /* the device session's context */
+    /* The device's answer so far (uncertain rules only): its first n_tokens
+     * tokens, and whether it ended there. NULL/0/false before it starts. */
+    const struct plm_token_uncertainty *tokens;
+    int n_tokens;
+    bool answer_done;
+};
+
+enum plm_route_action {
+    PLM_ROUTE_DEVICE = 0,  /* the device answers */
+    PLM_ROUTE_UPSTREAM,    /* send the request to decision.upstream */
+    PLM_ROUTE_NEED_TOKENS, /* an uncertain rule needs the device's first decision.first_tokens
+                              tokens: generate them and ask again with request.tokens */
+};
+
+struct plm_route_decision {
+    enum plm_route_action action;
+    int rule;                            /* index of the deciding rule; -1 for none or "never" */
+    const struct plm_upstream *upstream; /* PLM_ROUTE_UPSTREAM only */
+    int first_tokens;                    /* PLM_ROUTE_NEED_TOKENS only: K */
+    char reason[256];                    /* with the numbers: "uncertain: p10 of chosen-token
+                                            probability 0.12 < 0.2 over the first 16 tokens" */
+};
+
+/* Evaluates the policy's rules for a request. Deterministic: asking again
+ * with the device's tokens re-evaluates the earlier rules the same way. */
+int plm_route(const plm_policy *policy, const struct plm_route_request *request,
+              struct plm_route_decision *decision);
+
+/* Calibration (pocketlm route-eval): for each prompt, an uncertainty
+ * statistic of the device's answer and the quality of the device's and the
+ * upstream's answers; escalating the prompts whose statistic crosses a
+ * threshold trades the escalation rate against the quality of the answers. */
+struct plm_cascade_item {
+    double statistic;
+    double quality_device;   /* higher is better (mean log-likelihood under the upstream) */
+    double quality_upstream;
+};
+
+struct plm_cascade_point {
+    double threshold;  /* escalate when the statistic is below it (or above, per the sweep):
+                          the smallest (largest) value, a midpoint between two
+                          neighbouring values, or just past the last */
+    int n_escalated;
+    double rate;       /* n_escalated / n */
+    double quality;    /* mean quality of the final answers */
+    double random;     /* expected mean quality escalating n_escalated prompts at random */
+    double oracle;     /* escalating the n_escalated prompts that gain the most */
+};
+
+struct plm_cascade_curve {
+    struct plm_cascade_point *points; /* rates ascending from 0 to 1, one per distinct statistic and one more */
+    int n_points;
+    int n_items;
+    bool below;              /* escalating when the statistic is below the threshold */
+    double quality_device;   /* mean quality at rate 0 */
+    double quality_upstream; /* at rate 1 */
+    double area_over_random; /* integral over the rate of (quality - random), trapezoids */
+};
+
+/* Sweeps every threshold that changes the escalated set: below = true for a
+ * statistic that is low when the model is unsure (a probability), false for
+ * one that is high (an entropy). n >= 1 items with finite values. */
+int plm_cascade_sweep(const struct plm_cascade_item *items, int n, bool below, struct plm_cascade_curve *curve);
+void plm_cascade_curve_free(struct plm_cascade_curve *curve);
+/* The point escalating the most prompts without exceeding the rate (the
+ * recommended threshold for that target); the rate-0 point when none. */
+const struct plm_cascade_point *plm_cascade_at_rate(const struct plm_cascade_curve *curve, double rate);
+
+/* ----------------------------------------------------------------- privacy */
+
+/* Redaction of personal data before text leaves the device (docs/privacy.md
+ * gives each detector's exact rule). Every match is replaced by a placeholder
+ * "[TYPE_N]" (TYPE from plm_redact_type_name, N counting from 1 per type); a
+ * redactor lives for one conversation, so the same value gets the same
+ * placeholder in every message, and placeholders in the answer are turned back
+ * into the values locally (plm_restore, or plm_restorer when streamed). The
+ * values stay in the redactor's memory only and are wiped when it is freed.
+ * A redactor and its restorers belong to one thread at a time. */
+enum plm_redact_type {
+    PLM_REDACT_EMAIL = 0,
+    PLM_REDACT_PHONE,
+    PLM_REDACT_CARD,   /* payment card numbers, Luhn-checked */
+    PLM_REDACT_IBAN,   /* mod-97-checked */
+    PLM_REDACT_SSN,    /* US social security numbers */
+    PLM_REDACT_IP,     /* IPv4 and IPv6 addresses */
+    PLM_REDACT_MAC,
+    PLM_REDACT_URL,    /* URLs carrying credentials or tokens */
+    PLM_REDACT_SECRET, /* API keys, private keys, JWTs, high-entropy tokens */
+    PLM_REDACT_TERM,   /* terms the user listed (names, addresses) */
+    PLM_REDACT_N_TYPES
+};
+
+/* "EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "MAC", "URL", "SECRET", "TERM";
+ * NULL for a value outside the enum. */
+const char *plm_redact_type_name(int type);
+
+struct plm_redact_config {
+    uint32_t types;           /* bit (1u << type) enables a detector; 0 = all */
+    const char *const *terms; /* matched case-insensitively as whole words; may be NULL */
+    int n_terms;
+};
+
+/* Matches found (and replaced) per type by one call; counts, never values. */
+struct plm_redact_stats {
+    int counts[PLM_REDACT_N_TYPES];
+};
+
+typedef struct plm_redactor plm_redactor;
+
+/* config may be NULL (every detector, no terms). The terms are copied. */
+int plm_redactor_new(const struct plm_redact_config *config, plm_redactor **redactor);
+/* Wipes every value it holds, then frees it. */
+void plm_redactor_free(plm_redactor *redactor);
+
+/* Replaces every match in text[0..len) by its placeholder. *out is malloc'd,
+ * NUL-terminated, of length *out_len (the caller frees it; it holds no value).
+ * Bytes outside matches, invalid UTF-8 included, are copied unchanged. stats
+ * may be NULL. */
+int plm_redact(plm_redactor *redactor, const char *text, size_t len, char **out, size_t *out_len,
+               struct plm_redact_stats *stats);
+
+/* A match: bytes [start, end) of the text. */
+struct plm_redact_span {
+    int type; /* enum plm_redact_type */
+    size_t start, end;
+};
+/* The matches plm_redact would replace, in text order, without replacing or
+ * remembering them. *spans is malloc'd (NULL when *n_spans is 0). */
+int plm_redact_find(const plm_redactor *redactor, const char *text, size_t len,
+                    struct plm_redact_span **spans, size_t *n_spans);
+
+/* Replaces the placeholders this redactor handed out by their values;
+ * anything else, unknown placeholders included, is copied unchanged. *out is
+ * malloc'd and NUL-terminated; it holds the values, so wipe it when done. */
+int plm_restore(const plm_redactor *redactor, const char *text, size_t len, char **out, size_t *out_len);
+
+/* The same for text that arrives in chunks split anywhere: a possible partial
+ * placeholder at the end of a chunk ("[EMA") is held back until the next chunk
+ * decides it. The output of every call concatenated is exactly what
+ * plm_restore gives for the whole text, however it was split. *out points into
+ * the restorer's buffer and is valid until its next call. The redactor must
+ * outlive the restorer; placeholders it hands out later are restored too. */
+typedef struct plm_restorer plm_restorer;
+int plm_restorer_new(const plm_redactor *redactor, plm_restorer **restorer);
+int plm_restorer_feed(plm_restorer *restorer, const char *chunk, size_t len, const char **out,
+                      size_t *out_len);
+/* Ends the text: whatever was held back is given out. The restorer can then
+ * take a new text. */
+int plm_restorer_finish(plm_restorer *restorer, const char **out, size_t *out_len);
+void plm_restorer_free(plm_restorer *restorer);
+
+/* Recall and precision of the detectors on a labelled corpus (JSON lines:
+ * {"text": ..., "spans": [{"type": "EMAIL", "start": B, "end": E}], "terms":
+ * [...], "near_miss": "CARD"}, offsets in bytes; docs/privacy.md). A span is
+ * found when a match of the same type has exactly its bounds. */
+struct plm_redact_type_eval {
+    int n_gold;      /* labelled spans */
+    int n_found;     /* labelled spans matched exactly */
+    int n_predicted; /* matches of this type */
+    int n_leaked;    /* labelled spans not covered by any match of any type */
+    int n_near_miss; /* items marked near_miss of this type */
+    int n_near_miss_redacted; /* ... with a match of this type */
+};
+struct plm_redact_eval {
+    int n_items;
+    struct plm_redact_type_eval types[PLM_REDACT_N_TYPES];
+    double seconds; /* time spent detecting */
+};
+/* on_miss (may be NULL) hears of every labelled span not found ("missed") and
+ * every match not labelled ("spurious"), with the item's line number. */
+int plm_redact_evaluate(const char *corpus_path, struct plm_redact_eval *eval,
+                        void (*on_miss)(void *user, int line, const char *what, int type,
+                                        const char *text, size_t start, size_t end),
+                        void *user);
+/* The result as a Markdown table (malloc'd): per type gold, found, predicted,
+ * recall, precision, leaks, near misses redacted, and a total row. */
+char *plm_redact_eval_table(const struct plm_redact_eval *eval);
+
 #ifdef __cplusplus
 }
 #endif

@@ -145,7 +145,7 @@ static float *random_activations(int64_t n, uint64_t seed)
 
 static int format_block_size(enum plm_activation_format format)
 {
-    return format == PLM_ACTIVATIONS_Q8 ? PLM_QK : format == PLM_ACTIVATIONS_Q8_K ? PLM_QK_K : 1;
+    return format == PLM_ACTIVATIONS_Q8_K ? PLM_QK_K : format == PLM_ACTIVATIONS_F32 ? 1 : PLM_QK;
 }
 
 /* One token's activations as a kernel in `format` sees them (the 8-bit
@@ -165,7 +165,7 @@ static void activations_as_seen(enum plm_activation_format format, const float *
         const int8_t *qs;
         struct plm_act_q8 q8;
         struct plm_act_q8_K q8_K;
-        if (format == PLM_ACTIVATIONS_Q8) {
+        if (format != PLM_ACTIVATIONS_Q8_K) { /* Q8 blocks, alone or in pairs */
             plm_quantize_activations_q8(x + b * block, &q8, block);
             d = q8.d, qs = q8.qs;
         } else {
@@ -410,6 +410,110 @@ static void test_checks_catch_one_wrong_block(void **state)
         free(x);
         free_matrix(&m);
     }
+}
+
+/* ------------------------------------------ prepared activations */
+
+/* y = W x for rows [begin, end) with activations prepared once, as the
+ * threads of the forward pass run it. */
+static void run_prepared(enum plm_isa isa, const struct test_matrix *m, const float *x, int n_tokens,
+                         float *y, const int64_t *bounds, int n_ranges)
+{
+    const size_t bytes = plm_activations_bytes_with_isa(isa, m->w.type, m->w.n_in, n_tokens);
+    void *scratch = bytes ? malloc(bytes) : NULL;
+    assert_true(bytes == 0 || scratch);
+    struct plm_activations xq;
+    plm_prepare_activations_with_isa(isa, m->w.type, x, m->w.n_in, n_tokens, scratch, bytes, &xq);
+    /* Last range first: no range may depend on another having run. */
+    for (int k = n_ranges - 1; k >= 0; k--)
+        plm_matmul_prepared(&m->w, &xq, y, bounds[k], bounds[k + 1]);
+    free(scratch);
+}
+
+/* Activations prepared once and rows run in ranges (as the threads of the
+ * forward pass do) give plm_matmul's results bit for bit, for every type and
+ * instruction set, and a range writes only its own outputs. */
+static void test_prepared_rows_match_matmul(void **state)
+{
+    (void)state;
+    const enum plm_isa isas[] = {PLM_ISA_SCALAR, PLM_ISA_AVX512, PLM_ISA_AVX2, PLM_ISA_NEON};
+    const int64_t n_out = 37, bounds[] = {0, 5, 21, 22, 37};
+    const int n_ranges = COUNT(bounds) - 1;
+    const int token_counts_here[] = {1, 5, 64};
+    for (int k = 0; k < COUNT(isas); k++) {
+        if (!plm_isa_available(isas[k]))
+            continue;
+        for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+            const int type = weight_types[i];
+            const int64_t *lengths;
+            int n_lengths;
+            lengths_for(type, &lengths, &n_lengths);
+            const int64_t n_in = lengths[n_lengths / 2];
+            struct test_matrix m;
+            make_matrix(&m, type, n_in, n_out, (uint64_t)(500 + type), false);
+            for (int t = 0; t < COUNT(token_counts_here); t++) {
+                const int n_tokens = token_counts_here[t];
+                const size_t n_y = (size_t)n_tokens * (size_t)n_out;
+                float *x = random_activations(n_tokens * n_in, (uint64_t)(t + 3));
+                float *expected = malloc(n_y * sizeof(float));
+                float *y = malloc(n_y * sizeof(float));
+                assert_non_null(expected);
+                assert_non_null(y);
+                plm_matmul_with_isa(isas[k], &m.w, x, expected, n_tokens);
+                for (size_t j = 0; j < n_y; j++)
+                    y[j] = GUARD;
+                run_prepared(isas[k], &m, x, n_tokens, y, bounds, n_ranges);
+                if (memcmp(y, expected, n_y * sizeof(float)) != 0)
+                    fail_msg("%s %s, %d tokens: prepared rows differ from plm_matmul",
+                             plm_isa_name(isas[k]), plm_type_name(type), n_tokens);
+                /* One middle range alone: everything else is left as it was. */
+                for (size_t j = 0; j < n_y; j++)
+                    y[j] = GUARD;
+                run_prepared(isas[k], &m, x, n_tokens, y, bounds + 1, 1);
+                for (int tok = 0; tok < n_tokens; tok++)
+                    for (int64_t r = 0; r < n_out; r++) {
+                        const size_t j = (size_t)tok * (size_t)n_out + (size_t)r;
+                        if (r >= bounds[1] && r < bounds[2])
+                            assert_memory_equal(&y[j], &expected[j], sizeof(float));
+                        else
+                            assert_true(y[j] == GUARD);
+                    }
+                free(x);
+                free(expected);
+                free(y);
+            }
+            free_matrix(&m);
+        }
+    }
+}
+
+/* Without room to quantize the activations, a product still comes out
+ * right: the scalar kernel's, which needs none. */
+static void test_prepared_without_scratch(void **state)
+{
+    (void)state;
+    struct test_matrix m;
+    make_matrix(&m, PLM_TYPE_Q4_0, 64, 9, 77, false);
+    float *x = random_activations(3 * 64, 76);
+    float y[27], scalar[27];
+    plm_matmul_scalar(&m.w, x, scalar, 3);
+    for (int i = 0; i < N_SIMD_ISAS; i++) {
+        if (!plm_isa_available(simd_isas[i]))
+            continue;
+        const size_t bytes = plm_activations_bytes_with_isa(simd_isas[i], PLM_TYPE_Q4_0, 64, 3);
+        assert_true(bytes > 0);
+        uint8_t *small = malloc(bytes - 1);
+        assert_non_null(small);
+        struct plm_activations xq;
+        plm_prepare_activations_with_isa(simd_isas[i], PLM_TYPE_Q4_0, x, 64, 3, small, bytes - 1, &xq);
+        assert_null(xq.data);
+        plm_matmul_prepared(&m.w, &xq, y, 0, 9);
+        assert_memory_equal(y, scalar, sizeof y);
+        free(small);
+    }
+    assert_true(plm_activations_max_bytes(4096, 64) >= plm_activations_bytes(PLM_TYPE_Q4_K, 4096, 64));
+    free(x);
+    free_matrix(&m);
 }
 
 /* ------------------------------------------------- activation quants */
@@ -678,6 +782,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kernels_match_scalar),
         cmocka_unit_test(test_kernels_on_random_blocks),
         cmocka_unit_test(test_nothing_to_do),
+        cmocka_unit_test(test_prepared_rows_match_matmul),
+        cmocka_unit_test(test_prepared_without_scratch),
         cmocka_unit_test(test_vec_dot_row_matches_matmul),
         cmocka_unit_test(test_isa_choice),
         cmocka_unit_test(test_isa_environment_variable),

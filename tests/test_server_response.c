@@ -1,11 +1,10 @@
 /*
  * The server's pure parts: OpenAI-shaped JSON bodies and chunks, UTF-8
- * repair, log-probabilities, and the text held back for stop strings and
- * unfinished characters.
+ * repair and log-probabilities. (The text held back for stop strings and
+ * unfinished characters is tested in test_text_stream.c.)
  */
 #include "server/logprob.h"
 #include "server/response.h"
-#include "server/stream_text.h"
 #include "test_util.h"
 #include "tiny_model.h"
 #include "tensor/types.h"
@@ -39,60 +38,6 @@ static void test_utf8_sanitize(void **state)
                      "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"); /* above U+10FFFF */
     expect_sanitized("a\0b", 3, "a\xEF\xBF\xBD" "b");                 /* NUL would cut the string */
     expect_sanitized("\xFF", 1, "\xEF\xBF\xBD");
-}
-
-/* ---------------------------------------------------------- stream text */
-
-static size_t ready(struct stream_text *t, const char *append, char *const *stops, int n_stop, bool *stopped)
-{
-    assert_true(stream_text_append(t, append, strlen(append)));
-    size_t n = stream_text_ready(t, stops, n_stop, stopped);
-    assert_true(n >= t->sent && n <= t->len);
-    t->sent = n;
-    return n;
-}
-
-static void test_stop_string_split_over_tokens(void **state)
-{
-    (void)state;
-    char *stops[] = {"", "END", "xyz"};
-    struct stream_text t = {0};
-    bool stopped;
-    assert_int_equal(ready(&t, "hello E", stops, 3, &stopped), 6); /* "E" might start END */
-    assert_false(stopped);
-    assert_int_equal(ready(&t, "N", stops, 3, &stopped), 6);       /* "EN" too */
-    assert_int_equal(ready(&t, "X more", stops, 3, &stopped), 14); /* "ENX" does not: all of it */
-    assert_false(stopped);
-    assert_int_equal(ready(&t, " EN", stops, 3, &stopped), 15);
-    assert_int_equal(ready(&t, "D and after", stops, 3, &stopped), 15); /* the text ends where END starts */
-    assert_true(stopped);
-    stream_text_free(&t);
-}
-
-static void test_earliest_stop_wins(void **state)
-{
-    (void)state;
-    char *stops[] = {"cd", "bcde", "b"};
-    struct stream_text t = {0};
-    bool stopped;
-    assert_int_equal(ready(&t, "abcdef", stops, 3, &stopped), 1);
-    assert_true(stopped);
-    stream_text_free(&t);
-}
-
-static void test_unfinished_character_held(void **state)
-{
-    (void)state;
-    struct stream_text t = {0};
-    bool stopped;
-    assert_int_equal(ready(&t, "a\xE2", NULL, 0, &stopped), 1);
-    assert_int_equal(ready(&t, "\x82", NULL, 0, &stopped), 1);
-    assert_int_equal(ready(&t, "\xAC" "b\xF0\x9F", NULL, 0, &stopped), 5);
-    assert_int_equal(ready(&t, "\x98\x80", NULL, 0, &stopped), 9);
-    /* Invalid bytes are not held forever: only a lead byte still owed its continuations is. */
-    assert_int_equal(ready(&t, "\x80\x80\x80\x80", NULL, 0, &stopped), 13);
-    assert_false(stopped);
-    stream_text_free(&t);
 }
 
 /* ------------------------------------------------------------- logprobs */
@@ -183,7 +128,20 @@ static const cJSON *only_choice(const cJSON *root)
     return choice;
 }
 
-static const struct response_meta chat_meta = {API_CHAT, "chatcmpl-1", 1700000000, "m.gguf", false, false};
+static const struct response_meta chat_meta = {API_CHAT, "chatcmpl-1", 1700000000, "m.gguf", false, false,
+                                               RESPONSE_ROUTE_DEVICE};
+
+/* pocketlm's extension {"pocketlm":{"route":"device"}}, or its absence. */
+static void expect_route(const cJSON *root, const char *route)
+{
+    const cJSON *extension = cJSON_GetObjectItemCaseSensitive(root, "pocketlm");
+    if (!route) {
+        assert_null(extension);
+        return;
+    }
+    assert_int_equal(cJSON_GetArraySize(extension), 1);
+    assert_string_equal(get_string(extension, "route"), route);
+}
 
 static void test_chat_completion_body(void **state)
 {
@@ -204,6 +162,7 @@ static void test_chat_completion_body(void **state)
     assert_int_equal(get_number(u, "prompt_tokens"), 5);
     assert_int_equal(get_number(u, "completion_tokens"), 3);
     assert_int_equal(get_number(u, "total_tokens"), 8);
+    expect_route(root, "device");
     cJSON_Delete(root);
 }
 
@@ -218,31 +177,35 @@ static void test_chat_chunks(void **state)
     assert_string_equal(get_string(delta, "role"), "assistant");
     assert_string_equal(get_string(delta, "content"), "");
     assert_true(is_null(only_choice(first), "finish_reason") && is_null(first, "usage"));
+    expect_route(first, NULL); /* only the chunks that end the stream carry it */
     cJSON_Delete(first);
 
     cJSON *middle = parse_event(response_chunk(NULL, &meta, "ab\ncd", 5, false, NULL, 0, NULL));
     delta = cJSON_GetObjectItemCaseSensitive(only_choice(middle), "delta");
     assert_null(cJSON_GetObjectItemCaseSensitive(delta, "role"));
     assert_string_equal(get_string(delta, "content"), "ab\ncd"); /* escaped: one line on the wire */
+    expect_route(middle, NULL);
     cJSON_Delete(middle);
 
     cJSON *last = parse_event(response_chunk(NULL, &meta, "", 0, false, NULL, 0, "length"));
     delta = cJSON_GetObjectItemCaseSensitive(only_choice(last), "delta");
     assert_int_equal(cJSON_GetArraySize(delta), 0); /* {} */
     assert_string_equal(get_string(only_choice(last), "finish_reason"), "length");
+    expect_route(last, "device");
     cJSON_Delete(last);
 
     struct response_usage usage = {4, 2};
     cJSON *tail = parse_event(response_usage_chunk(&meta, &usage));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tail, "choices")), 0);
     assert_int_equal(get_number(cJSON_GetObjectItemCaseSensitive(tail, "usage"), "total_tokens"), 6);
+    expect_route(tail, "device");
     cJSON_Delete(tail);
 }
 
 static void test_legacy_bodies(void **state)
 {
     (void)state;
-    struct response_meta meta = {API_COMPLETION, "cmpl-9", 1, "m", false, false};
+    struct response_meta meta = {API_COMPLETION, "cmpl-9", 1, "m", false, false, RESPONSE_ROUTE_DEVICE};
     struct response_usage usage = {1, 1};
     cJSON *root = parse_json(response_complete(NULL, &meta, "xyz", 3, NULL, 0, "length", &usage));
     assert_string_equal(get_string(root, "object"), "text_completion");
@@ -295,7 +258,7 @@ static void test_logprob_shapes(void **state)
     assert_true(is_null(only_choice(chunk), "logprobs"));
     cJSON_Delete(chunk);
 
-    struct response_meta legacy = {API_COMPLETION, "cmpl-1", 1, "m", true, false};
+    struct response_meta legacy = {API_COMPLETION, "cmpl-1", 1, "m", true, false, RESPONSE_ROUTE_DEVICE};
     struct response_usage usage = {1, 2};
     cJSON *root = parse_json(response_complete(model, &legacy, "\xE2" "a", 2, lp, 2, "length", &usage));
     const cJSON *logprobs = cJSON_GetObjectItemCaseSensitive(only_choice(root), "logprobs");
@@ -355,9 +318,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_sanitize),
-        cmocka_unit_test(test_stop_string_split_over_tokens),
-        cmocka_unit_test(test_earliest_stop_wins),
-        cmocka_unit_test(test_unfinished_character_held),
         cmocka_unit_test(test_logprob_values),
         cmocka_unit_test(test_logprob_large_logits),
         cmocka_unit_test(test_chat_completion_body),

@@ -476,8 +476,9 @@ static void read_add_flags(const cJSON *root, const cJSON *tokenizer_config,
         *add_eos = cJSON_IsTrue(flag);
 }
 
+/* Writes the special token ids; ids[i] is the id of names[i] below, -1 when absent. */
 static int write_special(struct gguf_writer *w, const struct token_table *tt,
-                         const cJSON *tokenizer_config, const cJSON *config)
+                         const cJSON *tokenizer_config, const cJSON *config, int ids[4])
 {
     static const char *const names[][2] = {
         {"bos", "tokenizer.ggml.bos_token_id"},
@@ -486,7 +487,7 @@ static int write_special(struct gguf_writer *w, const struct token_table *tt,
         {"pad", "tokenizer.ggml.padding_token_id"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        int id = special_id(tt, tokenizer_config, config, names[i][0]);
+        int id = ids[i] = special_id(tt, tokenizer_config, config, names[i][0]);
         int rc = id >= 0 ? gguf_writer_set_u32(w, names[i][1], (uint32_t)id) : PLM_OK;
         if (rc)
             return rc;
@@ -589,7 +590,13 @@ static int convert_tokenizer(struct gguf_writer *w, const char *dir, const cJSON
                                             (uint64_t)tt->n);
     if (!rc) rc = gguf_writer_set_array(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32,
                                         tt->types, (uint64_t)tt->n);
-    if (!rc) rc = write_special(w, tt, tokenizer_config, config);
+    int special_ids[4]; /* bos, eos, unk, pad */
+    if (!rc) rc = write_special(w, tt, tokenizer_config, config, special_ids);
+    /* A file that asks for a token it does not have would not load. */
+    if (!rc && ((add_bos && special_ids[0] < 0) || (add_eos && special_ids[1] < 0)))
+        rc = plm_fail(PLM_ERR_FORMAT, "tokenizer: %s token is to be added to every text, but "
+                      "neither tokenizer_config.json nor config.json names one in the vocabulary",
+                      add_bos && special_ids[0] < 0 ? "a BOS" : "an EOS");
     if (!rc) rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
     if (!rc) rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
     if (!rc) rc = write_chat_template(w, dir, tokenizer_config);

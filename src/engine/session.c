@@ -16,7 +16,7 @@
 struct session_sizes {
     size_t kv_cache;    /* bytes of each of the key and value caches */
     size_t batch;       /* floats: x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
-    size_t matmul_part; /* floats: one thread's share of the widest batched product */
+    size_t activations; /* floats: a batch's activations as the kernels read them */
     size_t other;       /* floats: scores, expanded heads, rope tables, logits */
 };
 
@@ -54,13 +54,12 @@ static struct session_sizes session_sizes(const struct plm_model *m, const struc
     const struct plm_hparams *hp = &m->hp;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t widest = max_size(max_size(hp->n_vocab, hp->n_ff), max_size(q_dim, hp->n_embd));
+    size_t widest_input = max_size(hp->n_ff, max_size(q_dim, hp->n_embd));
     struct session_sizes z;
     z.kv_cache = (size_t)hp->n_layer * p->n_ctx * plm_row_bytes(kv_plm_type(p->kv_type), (int64_t)kv_dim);
     z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
-    /* A chunk of a product has at most widest / n_threads + one grain rows, or two
-     * grains when the product is too small for one chunk per thread. */
-    z.matmul_part = p->n_threads > 1 ? PLM_BATCH * (widest / p->n_threads + 2 * PLM_ROW_GRAIN) : 0;
+    z.activations = (plm_activations_max_bytes((int64_t)widest_input, PLM_BATCH) + sizeof(float) - 1) /
+                    sizeof(float);
     z.other = (size_t)p->n_threads * (p->n_ctx + hp->head_dim) + 3 * (size_t)(hp->head_dim / 2) +
               (size_t)hp->n_vocab;
     return z;
@@ -70,7 +69,7 @@ uint64_t plm_session_memory_needed(const plm_model *m, const struct plm_session_
 {
     struct plm_session_params p = resolve_params(m, params);
     struct session_sizes z = session_sizes(m, &p);
-    size_t floats = z.batch + (size_t)p.n_threads * z.matmul_part + z.other;
+    size_t floats = z.batch + z.activations + z.other;
     return 2 * (uint64_t)z.kv_cache + (uint64_t)floats * sizeof(float) + sizeof(struct plm_session);
 }
 
@@ -120,7 +119,7 @@ static int allocate_buffers(struct plm_session *s, const struct plm_session_para
     struct session_sizes z = session_sizes(s->model, p);
     s->key_cache = calloc(z.kv_cache, 1);
     s->value_cache = calloc(z.kv_cache, 1);
-    float *scratch = calloc(z.batch + (size_t)n_threads * z.matmul_part + z.other, sizeof(float));
+    float *scratch = calloc(z.batch + z.activations + z.other, sizeof(float));
     if (!s->key_cache || !s->value_cache || !scratch) {
         free(scratch);
         return plm_fail(PLM_ERR_NOMEM, "out of memory allocating a %d-position context", s->n_ctx);
@@ -135,14 +134,14 @@ static int allocate_buffers(struct plm_session *s, const struct plm_session_para
     s->attn_out = take(&cursor, PLM_BATCH * q_dim);
     s->ffn_gate = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
     s->ffn_up = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
-    s->matmul_part_size = z.matmul_part;
-    s->matmul_parts = take(&cursor, (size_t)n_threads * z.matmul_part);
     s->scores = take(&cursor, (size_t)n_threads * s->n_ctx);
     s->kv_head = take(&cursor, (size_t)n_threads * hp->head_dim);
     s->rope_inv_freq = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_cos = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_sin = take(&cursor, (size_t)hp->head_dim / 2);
     s->logits = take(&cursor, (size_t)hp->n_vocab);
+    s->activations_bytes = z.activations * sizeof(float);
+    s->activations = take(&cursor, z.activations);
     return PLM_OK;
 }
 

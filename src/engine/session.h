@@ -37,13 +37,13 @@ struct plm_session {
     float *ffn_up;       /*                        [PLM_BATCH][n_ff] */
     float *scores;       /* attention weights      [n_threads][n_ctx] */
     float *kv_head;      /* a cached key or value expanded to floats [n_threads][head_dim] */
-    float *matmul_parts; /* each thread's rows of a batched product, before they
-                            are interleaved into the output: [n_threads][matmul_part_size] */
-    size_t matmul_part_size;
     float *rope_inv_freq;/* per rotated pair       [head_dim / 2] */
     float *rope_cos;     /* one position's angles  [head_dim / 2] */
     float *rope_sin;
     float *logits;       /* after the last token   [n_vocab] */
+    void *activations;   /* the input of the current matrix product as its kernel
+                            reads it (plm_prepare_activations) */
+    size_t activations_bytes;
 
     /* Calibration sees every matrix product's input through this, called
      * before the product from the calling thread; NULL normally. */

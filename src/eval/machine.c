@@ -3,11 +3,17 @@
  * as a fraction of what the hardware allows, measured in the same run:
  *   - read bandwidth: threads summing a buffer far larger than the caches;
  *   - peak multiply-add rates: threads running many independent multiply-add
- *     chains in registers, with the widest vectors the kernels use (AVX2+FMA
- *     on x86-64 when the CPU has them, NEON on ARM64; scalar otherwise).
+ *     chains in registers, with the instructions of the kernels plm_matmul
+ *     chose (kernels/matmul.c): on x86-64, AVX-512 (vpdpbusd for 8-bit
+ *     integers, 512-bit FMA for floats) when it runs the AVX-512 kernels,
+ *     else AVX2 (maddubs + madd + add, 256-bit FMA); on ARM64, NEON (sdot
+ *     with the dot-product extension, else widening multiply-adds); scalar
+ *     chains otherwise. A kernel's speed is then compared with the peak of
+ *     the very instructions it could at best run back to back.
  * Each figure is the best of a few runs: interference only slows things down.
  */
 #include "engine/threadpool.h"
+#include "kernels/matmul_impl.h"
 
 #include "pocketlm.h"
 
@@ -84,7 +90,7 @@ struct rate_job {
 };
 
 #if defined(__x86_64__)
-/* Ten independent 8-wide FMA chains: enough to cover FMA latency on two ports. */
+/* Ten independent FMA chains: enough to cover FMA latency on two ports. */
 __attribute__((target("avx2,fma"))) static float float_chains_avx2(long rounds)
 {
     __m256 acc[10];
@@ -101,22 +107,57 @@ __attribute__((target("avx2,fma"))) static float float_chains_avx2(long rounds)
 }
 #define FLOAT_AVX2_OPS_PER_ROUND (10.0 * 8 * 2)
 
-/* The kernels' int8 dot step: u8 x s8 pairs summed to 16 bits, then to 32 bits. */
+/* The AVX2 kernels' int8 dot step: u8 x s8 pairs summed to 16 bits, then to 32 bits. */
 __attribute__((target("avx2"))) static float int8_chains_avx2(long rounds)
 {
-    __m256i acc[8];
-    for (int i = 0; i < 8; i++)
+    __m256i acc[10];
+    for (int i = 0; i < 10; i++)
         acc[i] = _mm256_set1_epi32(i);
     const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
     for (long r = 0; r < rounds; r++)
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 10; i++)
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
     __m256i sum = acc[0];
-    for (int i = 1; i < 8; i++)
+    for (int i = 1; i < 10; i++)
         sum = _mm256_add_epi32(sum, acc[i]);
     return (float)_mm256_extract_epi32(sum, 0);
 }
-#define INT8_AVX2_OPS_PER_ROUND (8.0 * 32 * 2)
+#define INT8_AVX2_OPS_PER_ROUND (10.0 * 32 * 2)
+
+__attribute__((target("avx512f"))) static float float_chains_avx512(long rounds)
+{
+    __m512 acc[10];
+    for (int i = 0; i < 10; i++)
+        acc[i] = _mm512_set1_ps((float)i);
+    const __m512 scale = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-6f);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 10; i++)
+            acc[i] = _mm512_fmadd_ps(acc[i], scale, add);
+    __m512 sum = acc[0];
+    for (int i = 1; i < 10; i++)
+        sum = _mm512_add_ps(sum, acc[i]);
+    return _mm512_reduce_add_ps(sum);
+}
+#define FLOAT_AVX512_OPS_PER_ROUND (10.0 * 16 * 2)
+
+/* The AVX-512 kernels' int8 dot step: VNNI's vpdpbusd, 64 u8 x s8 products
+ * added in fours into 32-bit lanes, one instruction. */
+__attribute__((target("avx512f,avx512vnni"))) static float int8_chains_avx512(long rounds)
+{
+    __m512i acc[10];
+    for (int i = 0; i < 10; i++)
+        acc[i] = _mm512_set1_epi32(i);
+    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 10; i++)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+    __m512i sum = acc[0];
+    for (int i = 1; i < 10; i++)
+        sum = _mm512_add_epi32(sum, acc[i]);
+    /* One lane, as the AVX2 chains do: summing the lanes in int would overflow. */
+    return (float)_mm_cvtsi128_si32(_mm512_castsi512_si128(sum));
+}
+#define INT8_AVX512_OPS_PER_ROUND (10.0 * 64 * 2)
 #elif defined(__aarch64__)
 static float float_chains_neon(long rounds)
 {
@@ -134,7 +175,8 @@ static float float_chains_neon(long rounds)
 }
 #define FLOAT_NEON_OPS_PER_ROUND (10.0 * 4 * 2)
 
-/* Widening multiply-accumulate of 8 int8 pairs into 16 bits, then pairwise into 32. */
+/* Without the dot-product extension: widening multiply-accumulate of 8 int8
+ * pairs into 16 bits, then pairwise into 32. */
 static float int8_chains_neon(long rounds)
 {
     int32x4_t acc[8];
@@ -153,6 +195,25 @@ static float int8_chains_neon(long rounds)
     return (float)vgetq_lane_s32(sum, 0);
 }
 #define INT8_NEON_OPS_PER_ROUND (8.0 * 16 * 2)
+
+/* With it, the integer kernels' step: sdot, 16 s8 x s8 products added in
+ * fours into 32-bit lanes. The inline assembly keeps the file buildable for
+ * plain ARMv8.0 (the intrinsic needs the extension for the whole file). */
+__attribute__((target("arch=armv8.2-a+dotprod"))) static float int8_chains_sdot(long rounds)
+{
+    int32x4_t acc[10];
+    for (int i = 0; i < 10; i++)
+        acc[i] = vdupq_n_s32(i);
+    const int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-2);
+    for (long r = 0; r < rounds; r++)
+        for (int i = 0; i < 10; i++)
+            __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc[i]) : "w"(a), "w"(b));
+    int32x4_t sum = acc[0];
+    for (int i = 1; i < 10; i++)
+        sum = vaddq_s32(sum, acc[i]);
+    return (float)vgetq_lane_s32(sum, 0);
+}
+#define INT8_SDOT_OPS_PER_ROUND (10.0 * 16 * 2)
 #endif
 
 /* Scalar chains, for CPUs without the vector instructions above. */
@@ -206,19 +267,29 @@ static double measure_rate(int n_threads, float (*chains)(long rounds), double o
     return best;
 }
 
-/* The widest chains this CPU runs, as the kernels choose them. */
+/* The chains of the instructions plm_matmul's kernels use on this CPU. */
 static double peak_rate(int n_threads, bool integer)
 {
+    switch (plm_matmul_isa()) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    case PLM_ISA_AVX512:
+        return integer ? measure_rate(n_threads, int8_chains_avx512, INT8_AVX512_OPS_PER_ROUND)
+                       : measure_rate(n_threads, float_chains_avx512, FLOAT_AVX512_OPS_PER_ROUND);
+    case PLM_ISA_AVX2:
         return integer ? measure_rate(n_threads, int8_chains_avx2, INT8_AVX2_OPS_PER_ROUND)
                        : measure_rate(n_threads, float_chains_avx2, FLOAT_AVX2_OPS_PER_ROUND);
 #elif defined(__aarch64__)
-    return integer ? measure_rate(n_threads, int8_chains_neon, INT8_NEON_OPS_PER_ROUND)
-                   : measure_rate(n_threads, float_chains_neon, FLOAT_NEON_OPS_PER_ROUND);
+    case PLM_ISA_NEON:
+        if (!integer)
+            return measure_rate(n_threads, float_chains_neon, FLOAT_NEON_OPS_PER_ROUND);
+        return plm_cpu_has_dotprod()
+                   ? measure_rate(n_threads, int8_chains_sdot, INT8_SDOT_OPS_PER_ROUND)
+                   : measure_rate(n_threads, int8_chains_neon, INT8_NEON_OPS_PER_ROUND);
 #endif
-    return integer ? measure_rate(n_threads, int8_chains_scalar, INT8_SCALAR_OPS_PER_ROUND)
-                   : measure_rate(n_threads, float_chains_scalar, FLOAT_SCALAR_OPS_PER_ROUND);
+    default:
+        return integer ? measure_rate(n_threads, int8_chains_scalar, INT8_SCALAR_OPS_PER_ROUND)
+                       : measure_rate(n_threads, float_chains_scalar, FLOAT_SCALAR_OPS_PER_ROUND);
+    }
 }
 
 double plm_measure_peak_float_ops(int n_threads) { return peak_rate(n_threads, false); }

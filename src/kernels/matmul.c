@@ -4,10 +4,11 @@
  * its kernel for the weight type, or the scalar reference for types it has no
  * kernel for.
  *
- * For a SIMD kernel, the activations are quantized once per call (if the
- * kernel multiplies integers), then every weight row is dotted with the
- * tokens a tile of PLM_TOKEN_TILE at a time, the last few one by one, rows
- * going by chunks that stay in cache (matmul_with_kernel). Each
+ * For a SIMD kernel, the activations are prepared once per product
+ * (plm_prepare_activations: quantized, if the kernel multiplies integers),
+ * then every weight row is dotted with the tokens a tile of PLM_TOKEN_TILE at
+ * a time, the last few one by one, rows going by chunks that stay in cache
+ * (plm_matmul_prepared, which threads call on their own rows). Each
  * output is computed by the same operations whatever the tile, so a token
  * gets bit-identical results alone or in a batch.
  */
@@ -42,7 +43,7 @@ const char *plm_isa_name(enum plm_isa isa)
 }
 
 #if defined(__aarch64__)
-static bool cpu_has_dotprod(void)
+bool plm_cpu_has_dotprod(void)
 {
     return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
@@ -92,7 +93,7 @@ const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type)
 #endif
 #if defined(__aarch64__)
     case PLM_ISA_NEON:
-        return plm_neon_kernel(type, cpu_has_dotprod());
+        return plm_neon_kernel(type, plm_cpu_has_dotprod());
 #endif
     default:
         return NULL;
@@ -149,56 +150,100 @@ static size_t token_activation_bytes(enum plm_activation_format format, int64_t 
         return n_in % PLM_QK ? 0 : (size_t)(n_in / PLM_QK) * sizeof(struct plm_act_q8);
     case PLM_ACTIVATIONS_Q8_K:
         return n_in % PLM_QK_K ? 0 : (size_t)(n_in / PLM_QK_K) * sizeof(struct plm_act_q8_K);
+    case PLM_ACTIVATIONS_Q8_PAIRS:
+        return n_in % PLM_QK ? 0 : (size_t)((n_in / PLM_QK + 1) / 2) * sizeof(struct plm_act_q8_pair);
     }
     return 0;
 }
 
-/* The tokens' activations in the kernel's format: x itself for float
- * kernels, else a quantized copy in *scratch (to be freed). NULL when the
- * copy cannot be allocated. */
-static const void *prepare_activations(enum plm_activation_format format, const float *x,
-                                       int64_t n_in, int n_tokens, size_t token_bytes,
-                                       void **scratch)
+/* The kernel isa runs for a matrix of type with rows of n_in, NULL when the
+ * scalar one does (no kernel, or rows that are not whole blocks). */
+static const struct plm_kernel *usable_kernel(enum plm_isa isa, int type, int64_t n_in)
 {
-    *scratch = NULL;
-    if (format == PLM_ACTIVATIONS_F32)
-        return x;
-    uint8_t *quantized = malloc(token_bytes * (size_t)n_tokens);
-    if (!quantized)
+    const struct plm_kernel *kernel = plm_isa_kernel(isa, type);
+    if (!kernel || n_in <= 0 || plm_row_bytes(type, n_in) == 0 ||
+        token_activation_bytes(kernel->activations, n_in) == 0)
         return NULL;
-    for (int t = 0; t < n_tokens; t++) {
-        const float *token = x + (size_t)t * (size_t)n_in;
-        void *out = quantized + (size_t)t * token_bytes;
-        if (format == PLM_ACTIVATIONS_Q8)
-            plm_quantize_activations_q8(token, out, n_in);
-        else
-            plm_quantize_activations_q8_K(token, out, n_in);
-    }
-    *scratch = quantized;
-    return quantized;
+    return kernel;
 }
 
-/* Weight bytes per chunk of rows (see matmul_with_kernel): a fraction of
+size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens)
+{
+    const struct plm_kernel *kernel = usable_kernel(isa, type, n_in);
+    if (!kernel || kernel->activations == PLM_ACTIVATIONS_F32 || n_tokens <= 0)
+        return 0;
+    return token_activation_bytes(kernel->activations, n_in) * (size_t)n_tokens;
+}
+
+size_t plm_activations_bytes(int type, int64_t n_in, int n_tokens)
+{
+    return plm_activations_bytes_with_isa(plm_matmul_isa(), type, n_in, n_tokens);
+}
+
+size_t plm_activations_max_bytes(int64_t n_in, int n_tokens)
+{
+    size_t most = 0;
+    for (int type = 0; type < PLM_TYPE_COUNT; type++) {
+        const size_t bytes = plm_activations_bytes(type, n_in, n_tokens);
+        most = bytes > most ? bytes : most;
+    }
+    return most;
+}
+
+void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x, int64_t n_in,
+                                      int n_tokens, void *scratch, size_t scratch_bytes,
+                                      struct plm_activations *out)
+{
+    *out = (struct plm_activations){.isa = isa, .type = type, .n_in = n_in,
+                                    .n_tokens = n_tokens, .x = x};
+    const struct plm_kernel *kernel = usable_kernel(isa, type, n_in);
+    if (!kernel || n_tokens <= 0)
+        return; /* the scalar kernel reads x */
+    out->token_bytes = token_activation_bytes(kernel->activations, n_in);
+    if (kernel->activations == PLM_ACTIVATIONS_F32) {
+        out->data = x;
+        return;
+    }
+    if (!scratch || scratch_bytes < out->token_bytes * (size_t)n_tokens)
+        return; /* no room: the scalar kernel needs none */
+    for (int t = 0; t < n_tokens; t++) {
+        const float *token = x + (size_t)t * (size_t)n_in;
+        void *quantized = (uint8_t *)scratch + (size_t)t * out->token_bytes;
+        if (kernel->activations == PLM_ACTIVATIONS_Q8)
+            plm_quantize_activations_q8(token, quantized, n_in);
+        else if (kernel->activations == PLM_ACTIVATIONS_Q8_PAIRS)
+            plm_quantize_activations_q8_pairs(token, quantized, n_in);
+        else
+            plm_quantize_activations_q8_K(token, quantized, n_in);
+    }
+    out->data = scratch;
+}
+
+void plm_prepare_activations(int type, const float *x, int64_t n_in, int n_tokens, void *scratch,
+                             size_t scratch_bytes, struct plm_activations *out)
+{
+    plm_prepare_activations_with_isa(plm_matmul_isa(), type, x, n_in, n_tokens, scratch,
+                                     scratch_bytes, out);
+}
+
+/* Weight bytes per chunk of rows (see plm_matmul_prepared): a fraction of
  * any x86-64 or ARM64 core's L2 cache. */
 #define ROW_CHUNK_BYTES (64 * 1024)
 
-static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm_matrix *w,
-                               const float *x, float *y, int n_tokens)
+void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
+                         int64_t row_begin, int64_t row_end)
 {
-    const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
-    const size_t token_bytes = token_activation_bytes(kernel->activations, w->n_in);
-    void *scratch = NULL;
-    const uint8_t *activations = NULL;
-    if (row_bytes > 0 && token_bytes > 0)
-        activations = prepare_activations(kernel->activations, x, w->n_in, n_tokens,
-                                          token_bytes, &scratch);
-    if (!activations) {
-        /* Empty or malformed rows (the scalar kernel asserts on the latter),
-         * or no memory for the quantized activations: the scalar kernel needs
-         * none. */
-        plm_matmul_scalar(w, x, y, n_tokens);
+    const int n_tokens = xq->n_tokens;
+    if (n_tokens <= 0 || row_begin >= row_end)
+        return;
+    if (!xq->data) {
+        plm_matmul_scalar_rows(w, xq->x, y, n_tokens, row_begin, row_end);
         return;
     }
+    const struct plm_kernel *kernel = plm_isa_kernel((enum plm_isa)xq->isa, w->type);
+    const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
+    const size_t token_bytes = xq->token_bytes;
+    const uint8_t *activations = xq->data;
     /* Rows go by chunks of about ROW_CHUNK_BYTES, each chunk against every
      * tile of tokens in turn: the chunk's weights stay in the L2 cache over
      * all tiles, and a tile's activations in the L1 cache over the chunk's
@@ -207,8 +252,8 @@ static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm
     const int64_t chunk_rows = row_bytes >= ROW_CHUNK_BYTES ? 1 : (int64_t)(ROW_CHUNK_BYTES / row_bytes);
     const uint8_t *weights = w->data;
     const int64_t n_out = w->n_out;
-    for (int64_t first = 0; first < n_out; first += chunk_rows) {
-        const int64_t end = first + chunk_rows < n_out ? first + chunk_rows : n_out;
+    for (int64_t first = row_begin; first < row_end; first += chunk_rows) {
+        const int64_t end = first + chunk_rows < row_end ? first + chunk_rows : row_end;
         int t = 0;
         for (; t + PLM_TOKEN_TILE <= n_tokens; t += PLM_TOKEN_TILE)
             for (int64_t r = first; r < end; r++)
@@ -219,19 +264,19 @@ static void matmul_with_kernel(const struct plm_kernel *kernel, const struct plm
                 kernel->tile1(weights + (size_t)r * row_bytes, activations + (size_t)t * token_bytes,
                               w->n_in, y + (size_t)t * (size_t)n_out + r, n_out);
     }
-    free(scratch);
 }
 
 void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x, float *y,
                          int n_tokens)
 {
-    const struct plm_kernel *kernel = plm_isa_kernel(isa, w->type);
     if (n_tokens <= 0 || w->n_out <= 0)
         return;
-    if (kernel)
-        matmul_with_kernel(kernel, w, x, y, n_tokens);
-    else
-        plm_matmul_scalar(w, x, y, n_tokens);
+    const size_t bytes = plm_activations_bytes_with_isa(isa, w->type, w->n_in, n_tokens);
+    void *scratch = bytes ? malloc(bytes) : NULL; /* on failure: the scalar kernel */
+    struct plm_activations xq;
+    plm_prepare_activations_with_isa(isa, w->type, x, w->n_in, n_tokens, scratch, bytes, &xq);
+    plm_matmul_prepared(w, &xq, y, 0, w->n_out);
+    free(scratch);
 }
 
 void plm_matmul(const struct plm_matrix *w, const float *x, float *y, int n_tokens)

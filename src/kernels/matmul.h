@@ -8,6 +8,7 @@
 #ifndef PLM_KERNELS_MATMUL_H
 #define PLM_KERNELS_MATMUL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct plm_matrix {
@@ -21,6 +22,42 @@ struct plm_matrix {
  * x is n_tokens rows of n_in floats, y is n_tokens rows of n_out floats.
  * Each weight row is read once for all tokens. */
 void plm_matmul(const struct plm_matrix *w, const float *x, float *y, int n_tokens);
+
+/*
+ * The same product in two steps, for callers that split the rows over
+ * threads: the activations are prepared (quantized to 8-bit blocks when the
+ * kernel for the weight type multiplies integers) once per product, then
+ * each thread runs its own rows against them. Results are bit-identical to
+ * plm_matmul's.
+ */
+struct plm_activations {
+    int isa;            /* enum plm_isa (matmul_impl.h) they were prepared for */
+    int type;           /* the weight type they were prepared for */
+    int64_t n_in;
+    int n_tokens;
+    const float *x;     /* the floats as given */
+    const void *data;   /* in the kernel's format (x itself for float kernels);
+                           NULL when the scalar kernel runs on x */
+    size_t token_bytes; /* of one token in data */
+};
+
+/* Bytes of scratch plm_prepare_activations needs for n_tokens tokens of n_in
+ * values, for weights of type; 0 when it needs none. */
+size_t plm_activations_bytes(int type, int64_t n_in, int n_tokens);
+/* The most plm_activations_bytes returns for any type. */
+size_t plm_activations_max_bytes(int64_t n_in, int n_tokens);
+
+/* Prepares x (n_tokens rows of n_in floats) for weights of type, in scratch
+ * (scratch_bytes long). x and scratch must outlive *out. With too little
+ * scratch, the products fall back to the (slow) scalar kernel. */
+void plm_prepare_activations(int type, const float *x, int64_t n_in, int n_tokens, void *scratch,
+                             size_t scratch_bytes, struct plm_activations *out);
+
+/* y[t][r] = sum_i W[r][i] * x[t][i] for t < n_tokens and row_begin <= r <
+ * row_end; y has n_tokens rows of w->n_out floats, and no other element of it
+ * is written. w must have the type and n_in xq was prepared for. */
+void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
+                         int64_t row_begin, int64_t row_end);
 
 /* Dot product of one weight row (n elements of type) with n floats. */
 float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n);

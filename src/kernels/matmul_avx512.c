@@ -13,11 +13,14 @@
  *   - vpdpwssd multiplies 16-bit pairs and adds them into 32-bit lanes; the
  *     K-quants use it to apply their 16-bit sub-block scales to the pair sums
  *     of maddubs in the same step as the accumulation.
- * vpdpbusd wants its first operand unsigned. Formats with signed quants
- * (Q4_0, Q5_0, Q8_0) move the weight's sign onto the activation:
- * |w| * (x * sign(w)) = w * x, with x negated under a mask (AVX-512 has no
- * 512-bit vpsignb). |-128| reads as the unsigned byte 128 and x >= -127, so
- * this stays exact.
+ * vpdpbusd wants its first operand unsigned. The 32-element formats take
+ * their activations prepared for it once per product (struct
+ * plm_act_q8_pair): quants + 128, so the weights, whatever their format, are
+ * the signed operand, and each dot starts from -128 * (sum of the weights),
+ * computed once per weight block for all tokens; with the scales already
+ * spread over the lanes, a token's step is one vpdpbusd, one convert and two
+ * multiply-adds. The integer sums are the same as with the activations
+ * signed, so the results are bit-identical to multiplying signed quants.
  *
  * The 32-element formats are processed two blocks per 64-byte vector. Each
  * token keeps two accumulators that take alternate pairs of blocks, so even
@@ -112,15 +115,14 @@ AVX512_INLINE void float_row_tile(int type, const void *row, const float *x, int
 
 /* ------------------------------------- 32-element blocks (Q4_0 .. Q8_0) */
 
-/* Two consecutive weight blocks as 64 quants in element order (block 0's 32,
- * then block 1's), with their scales and offsets: element = d * quant + m.
- * Q4_0, Q5_0 and Q8_0 have signed quants (the -8 or -16 folded in), kept as
- * magnitudes plus a mask of the negative ones; Q4_1 and Q5_1 have unsigned
- * quants and an offset m per block. */
+/* Two consecutive weight blocks as 64 signed quants in element order (block
+ * 0's 32, then block 1's), with their scales and offsets: element = d * quant
+ * + m. Q4_0, Q5_0 and Q8_0 have signed quants (the -8 or -16 folded in) and
+ * no offset; Q4_1 and Q5_1 have quants in [0, 31] and an offset m per
+ * block. */
 struct legacy_pair {
-    __m512i quants;     /* unsigned: the quants; signed: their magnitudes */
-    __mmask64 negative; /* signed formats: the quants below zero */
-    __m512 d;           /* two_scales(d of block 0, d of block 1) */
+    __m512i quants;
+    __m512 d; /* two_scales(d of block 0, d of block 1) */
     float m[2];
 };
 
@@ -150,14 +152,13 @@ AVX512_INLINE __mmask64 two_fifth_bit_masks(const uint8_t qh_a[4], const uint8_t
 AVX512_INLINE struct legacy_pair unpack_legacy_pair(int type, const void *row, int64_t b,
                                                     int64_t b2)
 {
-    struct legacy_pair out = {.negative = 0, .m = {0.0f, 0.0f}};
-    __m512i signed_quants;
+    struct legacy_pair out = {.m = {0.0f, 0.0f}};
     switch (type) {
     case PLM_TYPE_Q4_0: {
         const struct plm_block_q4_0 *block0 = (const struct plm_block_q4_0 *)row + b;
         const struct plm_block_q4_0 *block1 = (const struct plm_block_q4_0 *)row + b2;
-        signed_quants = _mm512_sub_epi8(unpack_two_nibble_blocks(block0->qs, block1->qs),
-                                        _mm512_set1_epi8(8));
+        out.quants = _mm512_sub_epi8(unpack_two_nibble_blocks(block0->qs, block1->qs),
+                                     _mm512_set1_epi8(8));
         out.d = two_scales(half_to_float(block0->d), half_to_float(block1->d));
         break;
     }
@@ -168,7 +169,7 @@ AVX512_INLINE struct legacy_pair unpack_legacy_pair(int type, const void *row, i
         out.d = two_scales(half_to_float(block0->d), half_to_float(block1->d));
         out.m[0] = half_to_float(block0->m);
         out.m[1] = half_to_float(block1->m);
-        return out;
+        break;
     }
     case PLM_TYPE_Q5_0: {
         /* q - 16 is the nibble where the fifth bit is set, else nibble - 16. */
@@ -176,7 +177,7 @@ AVX512_INLINE struct legacy_pair unpack_legacy_pair(int type, const void *row, i
         const struct plm_block_q5_0 *block1 = (const struct plm_block_q5_0 *)row + b2;
         const __m512i nibbles = unpack_two_nibble_blocks(block0->qs, block1->qs);
         const __mmask64 high_clear = _knot_mask64(two_fifth_bit_masks(block0->qh, block1->qh));
-        signed_quants = _mm512_mask_sub_epi8(nibbles, high_clear, nibbles, _mm512_set1_epi8(16));
+        out.quants = _mm512_mask_sub_epi8(nibbles, high_clear, nibbles, _mm512_set1_epi8(16));
         out.d = two_scales(half_to_float(block0->d), half_to_float(block1->d));
         break;
     }
@@ -189,67 +190,70 @@ AVX512_INLINE struct legacy_pair unpack_legacy_pair(int type, const void *row, i
         out.d = two_scales(half_to_float(block0->d), half_to_float(block1->d));
         out.m[0] = half_to_float(block0->m);
         out.m[1] = half_to_float(block1->m);
-        return out;
+        break;
     }
     default: { /* PLM_TYPE_Q8_0 */
         const struct plm_block_q8_0 *block0 = (const struct plm_block_q8_0 *)row + b;
         const struct plm_block_q8_0 *block1 = (const struct plm_block_q8_0 *)row + b2;
-        signed_quants = load_two_32_bytes(block0->qs, block1->qs);
+        out.quants = load_two_32_bytes(block0->qs, block1->qs);
         out.d = two_scales(half_to_float(block0->d), half_to_float(block1->d));
         break;
     }
     }
-    out.quants = _mm512_abs_epi8(signed_quants);
-    out.negative = _mm512_movepi8_mask(signed_quants);
     return out;
 }
 
-/* One pair of blocks (b, b2) into acc (one per token): acc += d_w * d_x *
- * (quants . qx) lane-wise, plus the offsets' m * sum into offset. A last
- * odd block (b2 == b) only updates the low 8 lanes. */
-AVX512_INLINE void legacy_step(int type, const void *row, const struct plm_act_q8 *x,
-                               int64_t n_blocks, int64_t b, int64_t b2, __m512 acc[],
+/* Pair p of the row's blocks (b = 2p and b2) into acc (one per token): acc +=
+ * d_w * d_x * (quants . qx) lane-wise, plus the offsets' m * sum into offset.
+ * The activations are qx + 128 (struct plm_act_q8_pair), so each dot starts
+ * from -128 * (the lane's four weights): the integer sums are those of
+ * quants . qx, exactly. A last odd block (b2 == b) only updates the low 8
+ * lanes. */
+AVX512_INLINE void legacy_step(int type, const void *row, const struct plm_act_q8_pair *x,
+                               int64_t n_pairs, int64_t p, int64_t b2, __m512 acc[],
                                float offset[], const int tile_tokens)
 {
     const bool has_offset = type == PLM_TYPE_Q4_1 || type == PLM_TYPE_Q5_1;
+    const int64_t b = 2 * p;
     const __mmask16 lanes = b2 == b ? 0x00FF : 0xFFFF;
     const struct legacy_pair w = unpack_legacy_pair(type, row, b, b2);
+    const __m512i weight_sums =
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), w.quants);
+    const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), weight_sums);
     for (int t = 0; t < tile_tokens; t++) {
-        const struct plm_act_q8 *x0 = &x[t * n_blocks + b], *x1 = &x[t * n_blocks + b2];
-        __m512i qx = load_two_32_bytes(x0->qs, x1->qs);
-        if (!has_offset)
-            qx = _mm512_mask_sub_epi8(qx, w.negative, _mm512_setzero_si512(), qx);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.quants, qx);
-        const __m512 scale = _mm512_mul_ps(w.d, two_scales(x0->d, x1->d));
+        const struct plm_act_q8_pair *xp = &x[t * n_pairs + p];
+        const __m512i dot = _mm512_dpbusd_epi32(start, _mm512_loadu_si512(xp->qs), w.quants);
+        const __m512 scale = _mm512_mul_ps(w.d, _mm512_loadu_ps(xp->d));
         acc[t] = _mm512_mask3_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), acc[t], lanes);
         if (has_offset)
-            offset[t] += w.m[0] * x0->sum + (b2 == b ? 0.0f : w.m[1] * x1->sum);
+            offset[t] += w.m[0] * xp->sum[0] + (b2 == b ? 0.0f : w.m[1] * xp->sum[1]);
     }
 }
 
 /* sum over blocks of d * dx * (quants . qx) + m * dx * sum(qx), pairs of
  * blocks alternating between two accumulators per token. */
-AVX512_INLINE void legacy_row_tile(int type, const void *row, const struct plm_act_q8 *x,
+AVX512_INLINE void legacy_row_tile(int type, const void *row, const struct plm_act_q8_pair *x,
                                    int64_t n_blocks, float *y, int64_t y_stride,
                                    const int tile_tokens)
 {
+    const int64_t n_pairs = (n_blocks + 1) / 2;
     __m512 acc0[PLM_TOKEN_TILE], acc1[PLM_TOKEN_TILE];
     float offset[PLM_TOKEN_TILE];
     for (int t = 0; t < tile_tokens; t++) {
         acc0[t] = acc1[t] = _mm512_setzero_ps();
         offset[t] = 0.0f;
     }
-    int64_t b = 0;
-    for (; b + 4 <= n_blocks; b += 4) {
-        legacy_step(type, row, x, n_blocks, b, b + 1, acc0, offset, tile_tokens);
-        legacy_step(type, row, x, n_blocks, b + 2, b + 3, acc1, offset, tile_tokens);
+    int64_t p = 0;
+    for (; 2 * p + 4 <= n_blocks; p += 2) {
+        legacy_step(type, row, x, n_pairs, p, 2 * p + 1, acc0, offset, tile_tokens);
+        legacy_step(type, row, x, n_pairs, p + 1, 2 * p + 3, acc1, offset, tile_tokens);
     }
-    if (b + 2 <= n_blocks) {
-        legacy_step(type, row, x, n_blocks, b, b + 1, acc0, offset, tile_tokens);
-        b += 2;
+    if (2 * p + 2 <= n_blocks) {
+        legacy_step(type, row, x, n_pairs, p, 2 * p + 1, acc0, offset, tile_tokens);
+        p++;
     }
-    if (b < n_blocks)
-        legacy_step(type, row, x, n_blocks, b, b, acc1, offset, tile_tokens);
+    if (2 * p < n_blocks)
+        legacy_step(type, row, x, n_pairs, p, 2 * p, acc1, offset, tile_tokens);
     for (int t = 0; t < tile_tokens; t++)
         y[t * y_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) + offset[t];
 }
@@ -623,11 +627,11 @@ AVX512_FUNCTION static void q6_K_tile1(const void *row, const void *x, int64_t n
 static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_F16] = {PLM_ACTIVATIONS_F32, f16_tile4, f16_tile1},
     [PLM_TYPE_BF16] = {PLM_ACTIVATIONS_F32, bf16_tile4, bf16_tile1},
-    [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, q4_0_tile4, q4_0_tile1},
-    [PLM_TYPE_Q4_1] = {PLM_ACTIVATIONS_Q8, q4_1_tile4, q4_1_tile1},
-    [PLM_TYPE_Q5_0] = {PLM_ACTIVATIONS_Q8, q5_0_tile4, q5_0_tile1},
-    [PLM_TYPE_Q5_1] = {PLM_ACTIVATIONS_Q8, q5_1_tile4, q5_1_tile1},
-    [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, q8_0_tile4, q8_0_tile1},
+    [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8_PAIRS, q4_0_tile4, q4_0_tile1},
+    [PLM_TYPE_Q4_1] = {PLM_ACTIVATIONS_Q8_PAIRS, q4_1_tile4, q4_1_tile1},
+    [PLM_TYPE_Q5_0] = {PLM_ACTIVATIONS_Q8_PAIRS, q5_0_tile4, q5_0_tile1},
+    [PLM_TYPE_Q5_1] = {PLM_ACTIVATIONS_Q8_PAIRS, q5_1_tile4, q5_1_tile1},
+    [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8_PAIRS, q8_0_tile4, q8_0_tile1},
     [PLM_TYPE_Q2_K] = {PLM_ACTIVATIONS_Q8_K, q2_K_tile4, q2_K_tile1},
     [PLM_TYPE_Q3_K] = {PLM_ACTIVATIONS_Q8_K, q3_K_tile4, q3_K_tile1},
     [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, q4_K_tile4, q4_K_tile1},

@@ -35,6 +35,7 @@ enum plm_activation_format {
     PLM_ACTIVATIONS_F32,  /* the floats as given */
     PLM_ACTIVATIONS_Q8,   /* struct plm_act_q8 blocks of 32, for the legacy formats */
     PLM_ACTIVATIONS_Q8_K, /* struct plm_act_q8_K blocks of 256, for the K-quants */
+    PLM_ACTIVATIONS_Q8_PAIRS, /* struct plm_act_q8_pair: AVX-512, the 32-element formats */
 };
 
 /* y[t * y_stride] = row . x_t for the tokens t of a tile (PLM_TOKEN_TILE of
@@ -53,6 +54,9 @@ struct plm_kernel {
 /* The scalar reference (matmul_scalar.c): plm_matmul and plm_vec_dot_row
  * computed from dequantized floats. */
 void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int n_tokens);
+/* Rows row_begin .. row_end - 1 of plm_matmul_scalar, into the same places. */
+void plm_matmul_scalar_rows(const struct plm_matrix *w, const float *x, float *y, int n_tokens,
+                            int64_t row_begin, int64_t row_end);
 float plm_vec_dot_row_scalar(int type, const void *row, const float *x, int64_t n);
 
 /* The kernels of one instruction set for a weight type, or NULL when it has
@@ -66,6 +70,8 @@ const struct plm_kernel *plm_avx512_kernel(int type);
 /* has_dotprod: the CPU has the dot-product extension (ARMv8.2 SDOT); the
  * integer kernels need it, the float ones do not. */
 const struct plm_kernel *plm_neon_kernel(int type, bool has_dotprod);
+/* This CPU has the dot-product extension. */
+bool plm_cpu_has_dotprod(void);
 #endif
 
 /* Lower-case name ("avx2") of an instruction set. */
@@ -85,6 +91,13 @@ const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type);
  * has no kernel for run the scalar one. For tests and benchmarks. */
 void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x, float *y,
                          int n_tokens);
+
+/* plm_activations_bytes and plm_prepare_activations for a given instruction
+ * set, which must be available. For tests and benchmarks. */
+size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens);
+void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x, int64_t n_in,
+                                      int n_tokens, void *scratch, size_t scratch_bytes,
+                                      struct plm_activations *out);
 
 /* Block helpers shared by the SIMD kernels. They read 32-bit words as
  * little-endian, as x86-64 and aarch64 Linux are. */

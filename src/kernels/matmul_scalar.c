@@ -61,14 +61,20 @@ float plm_vec_dot_row_scalar(int type, const void *row, const float *x, int64_t 
     return result;
 }
 
-void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int n_tokens)
+void plm_matmul_scalar_rows(const struct plm_matrix *w, const float *x, float *y, int n_tokens,
+                            int64_t row_begin, int64_t row_end)
 {
     const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
     assert(row_bytes > 0 || w->n_in == 0);
-    for (int64_t r = 0; r < w->n_out; r++) {
+    for (int64_t r = row_begin; r < row_end; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
         dot_row_with_tokens(w->type, row, w->n_in, x, n_tokens, y + r, w->n_out);
     }
+}
+
+void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int n_tokens)
+{
+    plm_matmul_scalar_rows(w, x, y, n_tokens, 0, w->n_out);
 }
 
 void plm_matrix_get_row(const struct plm_matrix *w, int64_t row, float *out)

@@ -62,6 +62,30 @@ void plm_quantize_activations_q8(const float *x, struct plm_act_q8 *blocks, int6
     }
 }
 
+void plm_quantize_activations_q8_pairs(const float *x, struct plm_act_q8_pair *pairs, int64_t n)
+{
+    const int64_t n_blocks = n / PLM_QK;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        struct plm_act_q8 block;
+        plm_quantize_activations_q8(x + b * PLM_QK, &block, PLM_QK);
+        struct plm_act_q8_pair *pair = &pairs[b / 2];
+        const int half = (int)(b % 2);
+        for (int i = 0; i < PLM_QK; i++)
+            pair->qs[half * PLM_QK + i] = (uint8_t)(block.qs[i] + 128);
+        for (int lane = 0; lane < 8; lane++)
+            pair->d[half * 8 + lane] = block.d;
+        pair->sum[half] = block.sum;
+    }
+    if (n_blocks % 2) { /* the zero block that completes the last pair */
+        struct plm_act_q8_pair *pair = &pairs[n_blocks / 2];
+        for (int i = PLM_QK; i < 2 * PLM_QK; i++)
+            pair->qs[i] = 128;
+        for (int lane = 8; lane < 16; lane++)
+            pair->d[lane] = 0.0f;
+        pair->sum[1] = 0.0f;
+    }
+}
+
 void plm_quantize_activations_q8_K(const float *x, struct plm_act_q8_K *blocks, int64_t n)
 {
     for (int64_t b = 0; b < n / PLM_QK_K; b++) {

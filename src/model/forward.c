@@ -11,11 +11,9 @@
 #include <string.h>
 
 struct matmul_job {
-    const struct plm_session *s;
     const struct plm_matrix *w;
-    const float *x;
+    const struct plm_activations *xq;
     float *y;
-    int n_tokens;
 };
 
 /* Chunks of a step: one per thread, of at least `grain` items. Threads claim
@@ -29,43 +27,29 @@ static int chunk_count(const struct plm_session *s, int64_t n_items, int64_t gra
 }
 
 /* Rows [begin, end) of y = W x for every token: chunk `chunk` of n_chunks, in
- * runs of PLM_ROW_GRAIN rows. With several tokens the chunk's results are
- * contiguous per token in the thread's buffer, then interleaved into y, whose
- * rows hold all n_out outputs. */
+ * runs of PLM_ROW_GRAIN rows, written straight into y. */
 static void matmul_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
+    (void)thread;
     const struct matmul_job *job = arg;
     const struct plm_matrix *w = job->w;
     int64_t per_chunk = (w->n_out + n_chunks - 1) / n_chunks;
     per_chunk = (per_chunk + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
     int64_t begin = chunk * per_chunk;
     int64_t end = begin + per_chunk < w->n_out ? begin + per_chunk : w->n_out;
-    if (begin >= end)
-        return;
-    if (n_chunks == 1) {
-        plm_matmul(w, job->x, job->y, job->n_tokens);
-        return;
-    }
-    struct plm_matrix part = *w;
-    part.data = (const char *)w->data + begin * plm_row_bytes(w->type, w->n_in);
-    part.n_out = end - begin;
-    if (job->n_tokens == 1) {
-        plm_matmul(&part, job->x, job->y + begin, 1);
-        return;
-    }
-    float *rows = job->s->matmul_parts + (size_t)thread * job->s->matmul_part_size;
-    plm_matmul(&part, job->x, rows, job->n_tokens);
-    for (int t = 0; t < job->n_tokens; t++)
-        memcpy(job->y + (size_t)t * w->n_out + begin, rows + (size_t)t * part.n_out,
-               (size_t)part.n_out * sizeof(float));
+    plm_matmul_prepared(w, job->xq, job->y, begin, end);
 }
 
+/* y = W x for n_tokens tokens. The activations are quantized once, here, in
+ * the session's scratch; the threads then share them. */
 static void matmul(const struct plm_session *s, const struct plm_matrix *w, const float *x, float *y,
                    int n_tokens)
 {
     if (s->observe_matmul)
         s->observe_matmul(s->observe_user, w, x, n_tokens);
-    struct matmul_job job = {s, w, x, y, n_tokens};
+    struct plm_activations xq;
+    plm_prepare_activations(w->type, x, w->n_in, n_tokens, s->activations, s->activations_bytes, &xq);
+    struct matmul_job job = {w, &xq, y};
     threadpool_run(s->pool, matmul_chunk, &job, chunk_count(s, w->n_out, PLM_ROW_GRAIN));
 }
 

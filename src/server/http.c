@@ -32,6 +32,25 @@
 #define DELIVERY_SECONDS 5.0
 /* The Retry-After hint when the queue is full. */
 #define RETRY_AFTER_SECONDS "1"
+/* The chat page may load its own script and style and talk to this server,
+ * and nothing else: no external resources, no inline script, no framing. */
+#define PAGE_CONTENT_SECURITY_POLICY                                                                         \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "    \
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* The chat page (web/), embedded in the library by CMake (cmake/embed.cmake). */
+extern const char plm_web_index_html[], plm_web_app_js[], plm_web_style_css[];
+extern const unsigned long plm_web_index_html_size, plm_web_app_js_size, plm_web_style_css_size;
+
+struct page_file {
+    const char *bytes;
+    const unsigned long *size;
+    const char *content_type;
+};
+
+static const struct page_file index_html = {plm_web_index_html, &plm_web_index_html_size, "text/html; charset=utf-8"};
+static const struct page_file app_js = {plm_web_app_js, &plm_web_app_js_size, "text/javascript; charset=utf-8"};
+static const struct page_file style_css = {plm_web_style_css, &plm_web_style_css_size, "text/css; charset=utf-8"};
 
 struct plm_server {
     plm_model *model;
@@ -46,21 +65,25 @@ struct plm_server {
     atomic_int n_exchanges;     /* requests between their headers and their response's last byte */
 };
 
-enum route_kind { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS };
+enum route_kind { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_PAGE };
 
 struct route {
     const char *path; /* also the route's label in /metrics */
     const char *method;
     enum route_kind kind;
-    bool needs_key;   /* with --api-key; /health and /metrics stay open for probes */
+    bool needs_key;   /* with --api-key; /health and /metrics stay open for probes, the page asks for the key */
+    const struct page_file *file; /* ROUTE_PAGE */
 };
 
 static const struct route routes[] = {
-    {"/v1/chat/completions", "POST", ROUTE_CHAT, true},
-    {"/v1/completions", "POST", ROUTE_COMPLETIONS, true},
-    {"/v1/models", "GET", ROUTE_MODELS, true},
-    {"/health", "GET", ROUTE_HEALTH, false},
-    {"/metrics", "GET", ROUTE_METRICS, false},
+    {"/v1/chat/completions", "POST", ROUTE_CHAT, true, NULL},
+    {"/v1/completions", "POST", ROUTE_COMPLETIONS, true, NULL},
+    {"/v1/models", "GET", ROUTE_MODELS, true, NULL},
+    {"/health", "GET", ROUTE_HEALTH, false, NULL},
+    {"/metrics", "GET", ROUTE_METRICS, false, NULL},
+    {"/", "GET", ROUTE_PAGE, false, &index_html},
+    {"/app.js", "GET", ROUTE_PAGE, false, &app_js},
+    {"/style.css", "GET", ROUTE_PAGE, false, &style_css},
 };
 
 /* One request on a connection, from its headers to its response. */
@@ -107,6 +130,25 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct exchange *x, i
 static enum MHD_Result send_error(struct MHD_Connection *c, struct exchange *x, const struct api_error *err)
 {
     return send_json(c, x, err->status, response_error(err));
+}
+
+/* A file of the chat page, from the library's own bytes. The page may change
+ * with the binary, so browsers check again each time (no-cache). */
+static enum MHD_Result send_page_file(struct MHD_Connection *c, struct exchange *x, const struct page_file *file)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(*file->size, (void *)file->bytes, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, file->content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY, PAGE_CONTENT_SECURITY_POLICY);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_X_CONTENT_TYPE_OPTIONS, "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    metrics_count_request(&x->server->metrics, route_label(x), MHD_HTTP_OK);
+    return ok;
 }
 
 /* ------------------------------------------------------------- the client */
@@ -277,6 +319,7 @@ static void fill_meta(plm_server *server, struct job *job)
     meta->model_name = server->params.model_name;
     meta->logprobs = job->request.logprobs;
     meta->include_usage = job->request.stream && job->request.include_usage;
+    meta->route = RESPONSE_ROUTE_DEVICE;
 }
 
 static enum MHD_Result serve_completion(struct MHD_Connection *c, struct exchange *x, enum api_kind kind)
@@ -397,6 +440,8 @@ static enum MHD_Result serve(struct MHD_Connection *c, struct exchange *x)
         return send_json(c, x, 200, health_body(server));
     case ROUTE_METRICS:
         return send_body(c, x, 200, metrics_render(&server->metrics), "text/plain; version=0.0.4");
+    case ROUTE_PAGE:
+        return send_page_file(c, x, x->route->file);
     }
     return MHD_NO;
 }

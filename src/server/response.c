@@ -196,6 +196,13 @@ static void add_finish_reason(cJSON *choice, const char *finish_reason)
         cJSON_AddNullToObject(choice, "finish_reason");
 }
 
+/* {"pocketlm":{"route":…}}: where the answer ran (see response.h). */
+static void add_extension(cJSON *root, const struct response_meta *meta)
+{
+    cJSON *extension = cJSON_AddObjectToObject(root, "pocketlm");
+    cJSON_AddStringToObject(extension, "route", meta->route);
+}
+
 static cJSON *usage_object(const struct response_usage *usage)
 {
     cJSON *u = cJSON_CreateObject();
@@ -227,6 +234,7 @@ char *response_complete(const plm_model *model, const struct response_meta *meta
     add_logprobs(choice, model, meta, logprobs, n_logprobs, false);
     add_finish_reason(choice, finish_reason);
     cJSON_AddItemToObject(root, "usage", usage_object(usage));
+    add_extension(root, meta);
     return print_tree(root);
 }
 
@@ -252,6 +260,8 @@ char *response_chunk(const plm_model *model, const struct response_meta *meta, c
     add_finish_reason(choice, finish_reason);
     if (meta->include_usage)
         cJSON_AddNullToObject(root, "usage");
+    if (finish_reason)
+        add_extension(root, meta);
     return print_event(root);
 }
 
@@ -260,6 +270,7 @@ char *response_usage_chunk(const struct response_meta *meta, const struct respon
     cJSON *root = cJSON_CreateObject();
     completion_header(root, meta, meta->kind == API_CHAT ? "chat.completion.chunk" : "text_completion");
     cJSON_AddItemToObject(root, "usage", usage_object(usage));
+    add_extension(root, meta);
     return print_event(root);
 }
 

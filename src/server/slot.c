@@ -16,7 +16,6 @@ int slot_init(struct slot *slot, plm_model *model, const struct plm_session_para
     plm_model_get_info(model, &info);
     slot->model = model;
     slot->n_vocab = info.n_vocab;
-    slot->sentencepiece = strcmp(info.tokenizer, "llama") == 0;
     int rc = plm_session_new(model, params, &slot->session);
     if (rc)
         return rc;
@@ -34,7 +33,7 @@ void slot_free(struct slot *slot)
     plm_session_free(slot->session);
     free(slot->cached);
     free(slot->logprobs);
-    stream_text_free(&slot->text);
+    text_stream_free(&slot->text);
     plm_sampler_free(slot->sampler);
     memset(slot, 0, sizeof *slot);
 }
@@ -61,7 +60,7 @@ static bool end_job(struct slot *slot, int status)
     slot->end_status = status;
     plm_sampler_free(slot->sampler);
     slot->sampler = NULL;
-    stream_text_free(&slot->text);
+    text_stream_free(&slot->text);
     slot->n_logprobs = slot->n_logprobs_sent = 0;
     slot->generating = false;
     slot->n_generated = 0;
@@ -71,20 +70,6 @@ static bool end_job(struct slot *slot, int status)
 static bool end_with_error(struct slot *slot, int status, const char *type, const char *message)
 {
     return end_job(slot, job_push_error(slot->job, status, type, message));
-}
-
-/* SentencePiece's decoder drops the space it prefixed to the text at the
- * start of a document: generating right after BOS (a prompt of control tokens
- * only, whose pieces are empty) is such a start. */
-static bool starts_document(const struct slot *slot, const struct job *job)
-{
-    if (!slot->sentencepiece)
-        return false;
-    char piece[8];
-    for (int i = 0; i < job->n_prompt; i++)
-        if (plm_token_to_piece(slot->model, job->prompt[i], piece, sizeof piece, false) != 0)
-            return false;
-    return true;
 }
 
 /* Prepares the job: a sampler, and the cache cut back to what the prompt shares
@@ -103,7 +88,7 @@ static int begin(struct slot *slot)
     slot->n_prompt_done = keep;
     for (int i = 0; i < job->n_prompt; i++)
         plm_sampler_accept(slot->sampler, job->prompt[i]);
-    slot->strip_leading_space = starts_document(slot, job);
+    text_stream_init(&slot->text, text_stream_starts_document(slot->model, job->prompt, job->n_prompt));
     return PLM_OK;
 }
 
@@ -136,7 +121,7 @@ static int logprobs_before(const struct slot *slot, size_t end)
 static void send_chunk(struct slot *slot, size_t end)
 {
     struct job *job = slot->job;
-    struct stream_text *t = &slot->text;
+    struct text_stream *t = &slot->text;
     int n_lp = logprobs_before(slot, end);
     job_push_owned(job, response_chunk(slot->model, &job->meta, t->bytes + t->sent, end - t->sent, false,
                                        slot->logprobs + slot->n_logprobs_sent, n_lp - slot->n_logprobs_sent,
@@ -184,25 +169,6 @@ static bool record_logprob(struct slot *slot, const float *logits, int32_t token
     return true;
 }
 
-/* Appends a token's text (without the document's leading space, see starts_document). */
-static bool append_piece(struct slot *slot, int32_t token)
-{
-    int n;
-    char *piece = token_piece(slot->model, token, &n);
-    if (!piece)
-        return false;
-    const char *text = piece;
-    if (n > 0 && slot->strip_leading_space && text[0] == ' ') {
-        text++;
-        n--;
-    }
-    if (n > 0)
-        slot->strip_leading_space = false;
-    bool ok = stream_text_append(&slot->text, text, (size_t)n);
-    free(piece);
-    return ok;
-}
-
 /* Samples, sends and decodes one token. */
 static bool generate_token(struct slot *slot, struct server_metrics *metrics)
 {
@@ -217,10 +183,12 @@ static bool generate_token(struct slot *slot, struct server_metrics *metrics)
         metrics_observe_ttft(metrics, monotonic_seconds() - job->arrival);
     if (plm_token_is_eog(slot->model, token))
         return finish(slot, slot->text.len, "stop", metrics);
-    if ((req->logprobs && !record_logprob(slot, logits, token)) || !append_piece(slot, token))
+    if (req->logprobs && !record_logprob(slot, logits, token))
         return end_with_error(slot, 500, "server_error", "out of memory");
+    if (text_stream_append_token(&slot->text, slot->model, token))
+        return end_with_error(slot, 500, "server_error", plm_last_error());
     bool stopped;
-    size_t ready = stream_text_ready(&slot->text, req->stop, req->n_stop, &stopped);
+    size_t ready = text_stream_ready(&slot->text, (const char *const *)req->stop, req->n_stop, &stopped);
     if (stopped)
         return finish(slot, ready, "stop", metrics);
     if (req->stream && ready > slot->text.sent)

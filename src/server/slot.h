@@ -11,7 +11,7 @@
 #include "server/job.h"
 #include "server/logprob.h"
 #include "server/metrics.h"
-#include "server/stream_text.h"
+#include "engine/text_stream.h"
 
 /* Prompt tokens decoded per turn: long prompts proceed in batches, so the other
  * slots' streams keep moving meanwhile. */
@@ -21,7 +21,6 @@ struct slot {
     plm_model *model;
     plm_session *session;
     int n_vocab;
-    bool sentencepiece;     /* the tokenizer drops a leading space at the start of a document */
     int32_t *cached;        /* tokens whose keys and values the cache holds [n_ctx] */
     int n_cached;
 
@@ -32,8 +31,7 @@ struct slot {
     int n_prompt_done;
     bool generating;        /* the prompt is decoded */
     int n_generated;
-    struct stream_text text;
-    bool strip_leading_space;
+    struct text_stream text;
     struct token_logprob *logprobs;
     int n_logprobs, logprobs_cap, n_logprobs_sent;
 };

@@ -66,10 +66,16 @@ info_total=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['me
 expect_exit 0 "fit at the same context" -- "$PLM" fit --device laptop-16gb "$TMP/q4.gguf" -c 2048 -t "$threads" --json
 json_check "fit memory equals info memory" "assert rows[0]['memory_needed'] == $info_total, (rows[0]['memory_needed'], $info_total)"
 
-# A device of our own, with room for one model and not the other.
-cat >"$TMP/small.json" <<'EOF'
-[{"id": "small-board", "name": "Small board", "ram_bytes": 268435456, "app_memory_bytes": 223346688,
-  "bandwidth_bytes_per_s": 1e10, "source": "RAM: made up for a test. Bandwidth: ditto. App memory: 213 MiB."}]
+# A device of our own, with room for one model and not the other: its app
+# memory is what the Q8_0 model needs at a context halfway between 1024 and
+# the default 4096, which the Q4_0 model (smaller weights) fits easily.
+expect_exit 0 "Q8_0 memory at 1024" -- "$PLM" fit --device laptop-16gb "$TMP/q8.gguf" -c 1024 --json
+cp "$TMP/out" "$TMP/q8_1024.json"
+expect_exit 0 "Q8_0 memory at 4096" -- "$PLM" fit --device laptop-16gb "$TMP/q8.gguf" --json
+app_memory=$(python3 -c 'import json, sys; a, b = (json.load(open(f))[0]["memory_needed"] for f in sys.argv[1:]); print((a + b) // 2)' "$TMP/q8_1024.json" "$TMP/out")
+cat >"$TMP/small.json" <<EOF
+[{"id": "small-board", "name": "Small board", "ram_bytes": 268435456, "app_memory_bytes": $app_memory,
+  "bandwidth_bytes_per_s": 1e10, "source": "RAM: made up for a test. Bandwidth: ditto. App memory: between the two models."}]
 EOF
 expect_exit 0 "custom profile list" -- "$PLM" fit --list-devices --devices "$TMP/small.json"
 grep -q "^| small-board | Small board | " "$TMP/out" && pass || fail "custom list"

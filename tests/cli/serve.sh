@@ -72,6 +72,16 @@ assert m["object"] == "list" and len(m["data"]) == 1
 assert m["data"][0]["id"] == "ts.gguf" and m["data"][0]["object"] == "model", m
 assert isinstance(m["data"][0]["created"], int) and m["data"][0]["owned_by"]'
 
+# The chat page: embedded files, no key needed, a CSP that forbids other origins.
+for file in "/ text/html" "/app.js text/javascript" "/style.css text/css"; do
+  read -r path type <<<"$file"
+  http 200 "page file $path" "$URL$path"
+  grep -qi "^content-type: $type; charset=utf-8" "$TMP/headers" && pass || fail "$path is $type"
+  grep -qi "^content-security-policy: default-src 'none'; script-src 'self'" "$TMP/headers" && pass || fail "$path has the CSP"
+  grep -qi '^cache-control: no-cache' "$TMP/headers" && pass || fail "$path has Cache-Control"
+done
+cmp -s "$TMP/body" "$(dirname "$0")/../../web/style.css" && pass || fail "/style.css is web/style.css"
+
 # ------------------------------------------------------- legacy completions
 "$PLM" run -m "$TMP/ts.gguf" -p "Once upon a time" -n 30 --temp 0 >"$TMP/run.txt" 2>/dev/null
 n_prompt=$("$PLM" tokenize -m "$TMP/ts.gguf" -p "Once upon a time" | wc -w)
@@ -163,6 +173,8 @@ assert all(c["usage"] is None for c in body)
 text = "".join(c["choices"][0]["delta"].get("content", "") for c in body)
 assert text == whole["choices"][0]["message"]["content"]
 assert body[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
+assert body[-1]["pocketlm"] == usage["pocketlm"] == whole["pocketlm"] == {"route": "device"}
+assert all("pocketlm" not in c for c in body[:-1])
 entries = [e for c in body if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
 assert "".join(e["token"] for e in entries) == text
 for e in entries:

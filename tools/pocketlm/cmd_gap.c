@@ -455,8 +455,10 @@ static bool on_frontier(const struct model_row *rows, int n_rows, int i)
  * lossless copy of it) has no place on a log axis. */
 static void left_out_caption(const struct model_row *rows, int n_rows, char *caption, size_t size)
 {
-    size_t used = (size_t)snprintf(caption, size, "Mean KL divergence per scored position, nats, log scale.");
-    const char *lead = " Not drawn, as a KLD of 0 has no place on a log axis:";
+    size_t used = (size_t)snprintf(caption, size,
+                                   "Mean KL divergence per scored position, nats, log scale. Labels on the "
+                                   "Pareto frontier; every model is in the table.");
+    const char *lead = "\nNot drawn, as a KLD of 0 has no place on a log axis:";
     for (int i = 0; i < n_rows && used < size; i++) {
         if (rows[i].gap.kld_mean > 0.0)
             continue;
@@ -468,14 +470,34 @@ static void left_out_caption(const struct model_row *rows, int n_rows, char *cap
         strcat(caption, ".");
 }
 
+/* Length of the file-name prefix every model shares ("tinystories-656k-"),
+ * up to a '-' or '_', so that chart labels show only what differs. */
+static size_t shared_prefix(const struct model_row *rows, int n_rows)
+{
+    const char *first = base_name(rows[0].path);
+    size_t len = strlen(first);
+    for (int i = 1; i < n_rows; i++) {
+        const char *name = base_name(rows[i].path);
+        size_t same = 0;
+        while (same < len && first[same] == name[same])
+            same++;
+        len = same;
+    }
+    while (len > 0 && first[len - 1] != '-' && first[len - 1] != '_')
+        len--;
+    return len;
+}
+
 static int write_svg(const char *path, const struct model_row *rows, int n_rows)
 {
     struct chart_point points[MAX_MODELS];
     int frontier[MAX_MODELS], n_frontier = 0;
+    size_t prefix = shared_prefix(rows, n_rows);
     for (int i = 0; i < n_rows; i++) {
         bool best = on_frontier(rows, n_rows, i);
-        points[i] = (struct chart_point){rows[i].bytes / 1048576.0, rows[i].gap.kld_mean, base_name(rows[i].path),
-                                         best};
+        /* Only the frontier is labelled: dozens of tiers would overlap. */
+        const char *label = best ? base_name(rows[i].path) + prefix : NULL;
+        points[i] = (struct chart_point){rows[i].bytes / 1048576.0, rows[i].gap.kld_mean, label, best};
         if (!best)
             continue;
         /* Keep the frontier ordered by size, for the line. */

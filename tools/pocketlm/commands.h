@@ -18,6 +18,10 @@ int cmd_fit(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_gap(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_redact(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
+int cmd_route_eval(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 struct model_options {

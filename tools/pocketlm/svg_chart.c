@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Canvas and plot area, in SVG user units (pixels at 100%). */
 #define WIDTH 760
@@ -190,8 +191,23 @@ static void write_points(FILE *out, const struct svg_chart *chart, const struct 
         double px = pixel_x(x, p->x), py = pixel_y(y, p->y);
         fprintf(out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"/>\n", px, py, p->highlighted ? 6 : 4,
                 p->highlighted ? ACCENT : MUTED);
+        /* Labels of points near the right edge go to their left, inside the plot. */
+        bool near_right = px > PLOT_RIGHT - 150;
         if (p->label)
-            write_text(out, px + 8, py - 8, "start", "", p->label);
+            write_text(out, near_right ? px - 8 : px + 8, py - 8, near_right ? "end" : "start", "", p->label);
+    }
+}
+
+/* The caption under the plot, one <text> per line ('\n' separates lines). */
+static void write_caption(FILE *out, const char *caption)
+{
+    char line[512];
+    double y = HEIGHT - 44;
+    for (const char *at = caption; *at; y += 15) {
+        size_t len = strcspn(at, "\n");
+        snprintf(line, sizeof line, "%.*s", (int)len, at);
+        write_text(out, PLOT_LEFT, y, "start", " font-size=\"11\" fill=\"#555555\"", line);
+        at += len + (at[len] == '\n');
     }
 }
 
@@ -213,7 +229,7 @@ bool svg_chart_write(const struct svg_chart *chart, const char *path)
         write_line(out, chart, &x, &y);
     write_points(out, chart, &x, &y);
     if (chart->caption)
-        write_text(out, PLOT_LEFT, HEIGHT - 30, "start", " font-size=\"11\" fill=\"#555555\"", chart->caption);
+        write_caption(out, chart->caption);
     fputs("</svg>\n", out);
     bool ok = !ferror(out);
     ok = fclose(out) == 0 && ok;
