@@ -11,7 +11,9 @@
 # boundary: calibration uses the last part, evaluation the first part, so no
 # tier is measured on the text it was calibrated on.
 #
-# Usage: bench/gap_report.sh            (about 10 minutes on 2 cores)
+# Usage: bench/gap_report.sh            (about 20 minutes on 2 idle cores)
+# Files already in $WORK (the converted models, importance matrices, tiers) are
+# reused: delete $WORK to start from scratch, as after a change to quantize.
 # Environment: PLM (default build/pocketlm), SHARED (default ../shared),
 # WORK (default /tmp/pocketlm-gap), CTX (default 128), THREADS (default 2),
 # CALIB_CHUNKS (default 200: chunks of calibration text), EVAL_CHUNKS (default 400:
@@ -60,23 +62,23 @@ measure_model() {
     esac
     # Sensitivities cost one pass over the text per matrix and type: 200 chunks
     # (25,000 tokens) keep that to minutes.
-    run "$plm" calibrate "$ref" --text "$work/calib.txt" -o "$dir/imatrix.gguf" -c "$ctx" \
+    [ -f "$dir/imatrix.gguf" ] || run "$plm" calibrate "$ref" --text "$work/calib.txt" -o "$dir/imatrix.gguf" -c "$ctx" \
         --chunks "${CALIB_CHUNKS:-200}" --sensitivity -t "$threads" > "$dir/calibrate.txt"
-    run "$plm" quantize "$ref" "$dir/$name-F16.gguf" --type F16 -t "$threads" 2>/dev/null
+    [ -f "$dir/$name-F16.gguf" ] || run "$plm" quantize "$ref" "$dir/$name-F16.gguf" --type F16 -t "$threads" 2>/dev/null
     tiers+=("$dir/$name-F16.gguf")
     for p in $presets; do
-        run "$plm" quantize "$ref" "$dir/$name-$p.gguf" --type "$p" -t "$threads" 2>/dev/null
+        [ -f "$dir/$name-$p.gguf" ] || run "$plm" quantize "$ref" "$dir/$name-$p.gguf" --type "$p" -t "$threads" 2>/dev/null
         tiers+=("$dir/$name-$p.gguf")
     done
     for p in $imatrix_presets; do
-        run "$plm" quantize "$ref" "$dir/$name-$p-imat.gguf" --type "$p" --imatrix "$dir/imatrix.gguf" \
+        [ -f "$dir/$name-$p-imat.gguf" ] || run "$plm" quantize "$ref" "$dir/$name-$p-imat.gguf" --type "$p" --imatrix "$dir/imatrix.gguf" \
             -t "$threads" 2>/dev/null
         tiers+=("$dir/$name-$p-imat.gguf")
     done
     for p in $fit_presets; do
         local size
         size=$(stat -c %s "$dir/$name-$p-imat.gguf")
-        run "$plm" quantize "$ref" "$dir/$name-fit-$p.gguf" --target-size "$size" \
+        [ -f "$dir/$name-fit-$p.gguf" ] || run "$plm" quantize "$ref" "$dir/$name-fit-$p.gguf" --target-size "$size" \
             --imatrix "$dir/imatrix.gguf" -t "$threads" 2>/dev/null
         tiers+=("$dir/$name-fit-$p.gguf")
     done

@@ -31,10 +31,7 @@ while getopts "t:n:h" opt; do
 done
 shift $((OPTIND - 1))
 
-all_targets="gguf safetensors hf_config llama2c tokenizer_spm tokenizer_bpe chat_template server_request"
-if [[ -f src/privacy/redact.h && -f fuzz/fuzz_redact.c ]]; then
-  all_targets="$all_targets redact"
-fi
+all_targets="gguf safetensors hf_config llama2c tokenizer_spm tokenizer_bpe chat_template server_request redact"
 targets=${*:-$all_targets}
 
 build=${FUZZ_BUILD:-build-fuzz}

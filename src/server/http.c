@@ -65,7 +65,7 @@ struct plm_server {
     atomic_int n_exchanges;     /* requests between their headers and their response's last byte */
 };
 
-enum route_kind { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_PAGE };
+enum route_kind { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_MODEL, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_PAGE };
 
 struct route {
     const char *path; /* also the route's label in /metrics */
@@ -79,6 +79,7 @@ static const struct route routes[] = {
     {"/v1/chat/completions", "POST", ROUTE_CHAT, true, NULL},
     {"/v1/completions", "POST", ROUTE_COMPLETIONS, true, NULL},
     {"/v1/models", "GET", ROUTE_MODELS, true, NULL},
+    {"/v1/models/{id}", "GET", ROUTE_MODEL, true, NULL}, /* matched by prefix: see find_route */
     {"/health", "GET", ROUTE_HEALTH, false, NULL},
     {"/metrics", "GET", ROUTE_METRICS, false, NULL},
     {"/", "GET", ROUTE_PAGE, false, &index_html},
@@ -360,12 +361,30 @@ static enum MHD_Result serve_completion(struct MHD_Connection *c, struct exchang
 
 /* ------------------------------------------------------------------ routes */
 
+#define MODEL_PREFIX "/v1/models/"
+
 static const struct route *find_route(const char *url)
 {
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(url, routes[i].path) == 0)
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        bool match = routes[i].kind == ROUTE_MODEL
+                         ? strncmp(url, MODEL_PREFIX, strlen(MODEL_PREFIX)) == 0 && url[strlen(MODEL_PREFIX)]
+                         : strcmp(url, routes[i].path) == 0;
+        if (match)
             return &routes[i];
+    }
     return NULL;
+}
+
+/* GET /v1/models/{id}: the model when id names it, else OpenAI's 404. */
+static enum MHD_Result serve_model(struct MHD_Connection *c, struct exchange *x, const char *url)
+{
+    const char *id = url + strlen(MODEL_PREFIX);
+    if (strcmp(id, x->server->params.model_name) == 0)
+        return send_json(c, x, 200, response_model(x->server->params.model_name, x->server->started));
+    struct api_error err;
+    api_fail(&err, 404, "invalid_request_error", "model_not_found", "model",
+             "The model '%s' does not exist: this server serves '%s'", id, x->server->params.model_name);
+    return send_error(c, x, &err);
 }
 
 /* Compares without an early exit, so response times do not reveal how much of a guessed key is right. */
@@ -426,7 +445,7 @@ static char *health_body(plm_server *server)
     return body;
 }
 
-static enum MHD_Result serve(struct MHD_Connection *c, struct exchange *x)
+static enum MHD_Result serve(struct MHD_Connection *c, struct exchange *x, const char *url)
 {
     plm_server *server = x->server;
     switch (x->route->kind) {
@@ -436,6 +455,8 @@ static enum MHD_Result serve(struct MHD_Connection *c, struct exchange *x)
         return serve_completion(c, x, API_COMPLETION);
     case ROUTE_MODELS:
         return send_json(c, x, 200, response_models(server->params.model_name, server->started));
+    case ROUTE_MODEL:
+        return serve_model(c, x, url);
     case ROUTE_HEALTH:
         return send_json(c, x, 200, health_body(server));
     case ROUTE_METRICS:
@@ -488,7 +509,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         x->body_len += n;
         return MHD_YES;
     }
-    return x->answered ? MHD_YES : serve(c, x);
+    return x->answered ? MHD_YES : serve(c, x, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **context, enum MHD_RequestTerminationCode why)

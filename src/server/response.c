@@ -295,16 +295,26 @@ char *response_error(const struct api_error *err) { return print_tree(error_tree
 
 char *response_error_event(const struct api_error *err) { return print_event(error_tree(err)); }
 
+static cJSON *model_object(const char *model_name, long long created)
+{
+    cJSON *model = cJSON_CreateObject();
+    cJSON_AddItemToObject(model, "id", text_string(model_name, strlen(model_name)));
+    cJSON_AddStringToObject(model, "object", "model");
+    cJSON_AddNumberToObject(model, "created", (double)created);
+    cJSON_AddStringToObject(model, "owned_by", "pocketlm");
+    return model;
+}
+
 char *response_models(const char *model_name, long long created)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(root, "data");
-    cJSON *model = cJSON_CreateObject();
-    cJSON_AddItemToArray(data, model);
-    cJSON_AddItemToObject(model, "id", text_string(model_name, strlen(model_name)));
-    cJSON_AddStringToObject(model, "object", "model");
-    cJSON_AddNumberToObject(model, "created", (double)created);
-    cJSON_AddStringToObject(model, "owned_by", "pocketlm");
+    cJSON_AddItemToArray(data, model_object(model_name, created));
     return print_tree(root);
+}
+
+char *response_model(const char *model_name, long long created)
+{
+    return print_tree(model_object(model_name, created));
 }

@@ -64,6 +64,8 @@ char *response_error_event(const struct api_error *err);
 
 /* GET /v1/models: the one model served. */
 char *response_models(const char *model_name, long long created);
+/* GET /v1/models/{id}: that model, when it is the one served. */
+char *response_model(const char *model_name, long long created);
 
 /* A token's text (malloc'd, not NUL-terminated), its length in *len; NULL
  * when out of memory. Control tokens give "". */

@@ -71,6 +71,14 @@ m = json.loads(raw)
 assert m["object"] == "list" and len(m["data"]) == 1
 assert m["data"][0]["id"] == "ts.gguf" and m["data"][0]["object"] == "model", m
 assert isinstance(m["data"][0]["created"], int) and m["data"][0]["owned_by"]'
+http 200 "one model" "${KEY[@]}" "$URL/v1/models/ts.gguf"
+check "one model body" '
+m = json.loads(raw)
+assert m["id"] == "ts.gguf" and m["object"] == "model" and isinstance(m["created"], int), m'
+http 404 "a model not served" "${KEY[@]}" "$URL/v1/models/gpt-4o"
+check "a model not served: OpenAI-shaped error" '
+e = json.loads(raw)["error"]
+assert e["code"] == "model_not_found" and e["param"] == "model" and "gpt-4o" in e["message"], e'
 
 # The chat page: embedded files, no key needed, a CSP that forbids other origins.
 for file in "/ text/html" "/app.js text/javascript" "/style.css text/css"; do

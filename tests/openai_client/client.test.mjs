@@ -6,10 +6,9 @@
 //
 // Environment: PLM (the pocketlm program), MODEL (the TinyStories-656K GGUF;
 // its context holds 512 tokens).
-import { spawn } from "node:child_process";
 import { basename } from "node:path";
-import { createInterface } from "node:readline";
 import OpenAI from "openai";
+import { metric, startServer, stopServer as stopServerProcess, waitForMetric } from "../support/server.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -29,45 +28,10 @@ function check(ok, what, detail = "") {
 }
 const show = (value) => JSON.stringify(value)?.slice(0, 300);
 
-// Starts `pocketlm serve --port 0 ARGS`; resolves with {url, process} once it listens.
-function startServer(args) {
-  const server = spawn(env("PLM"), ["serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: server.stdout });
-    lines.on("line", (line) => {
-      const match = /^listening on (http:\/\/\S+)$/.exec(line);
-      if (match) resolve({ url: match[1], process: server });
-    });
-    server.on("exit", (code) => reject(new Error(`pocketlm serve exited with ${code} before listening`)));
-  });
-}
-
 // SIGTERM; the server must exit 0.
-function stopServer(server) {
-  return new Promise((resolve) => {
-    server.process.removeAllListeners("exit");
-    server.process.on("exit", (code) => {
-      check(code === 0, "the server exits 0 after SIGTERM", `exit ${code}`);
-      resolve();
-    });
-    server.process.kill("SIGTERM");
-  });
-}
-
-// A metric's value from /metrics (Prometheus text), or NaN.
-async function metric(server, name) {
-  const text = await (await fetch(server.url + "/metrics")).text();
-  const line = text.split("\n").find((l) => l.startsWith(name + " "));
-  return line ? Number(line.slice(name.length + 1)) : NaN;
-}
-
-// Polls until the metric has the value (up to 30 s); true if it did.
-async function waitForMetric(server, name, value) {
-  for (let i = 0; i < 300; i++) {
-    if ((await metric(server, name)) === value) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
+async function stopServer(server) {
+  const code = await stopServerProcess(server);
+  check(code === 0, "the server exits 0 after SIGTERM", `exit ${code}`);
 }
 
 // The error a call throws, or null if it succeeds.
@@ -100,6 +64,15 @@ async function testModels(client, modelId) {
     "models.list() returns the served model", show(models));
   check(isInt(models[0]?.created) && typeof models[0]?.owned_by === "string",
     "the model has an integer `created` and an `owned_by`", show(models[0]));
+  const one = await client.models.retrieve(modelId);
+  check(one.id === modelId && one.object === "model", "models.retrieve() returns the served model", show(one));
+  try {
+    await client.models.retrieve("gpt-4o");
+    check(false, "models.retrieve() of a model not served throws", "no error");
+  } catch (e) {
+    check(e instanceof OpenAI.NotFoundError && e.status === 404,
+      "models.retrieve() of a model not served: NotFoundError (404)", show(e.error ?? e.message));
+  }
 }
 
 // Returns the greedy answer, the reference the other chat checks compare with.
@@ -261,7 +234,7 @@ async function testErrors(server, client) {
 }
 
 const model = env("MODEL");
-const server = await startServer(["-m", model, "--chat-template", "chatml", "-t", "1", "--parallel", "1",
+const server = await startServer(env("PLM"), ["-m", model, "--chat-template", "chatml", "-t", "1", "--parallel", "1",
   "--api-key", "sekret"]);
 // No retries: a retried request would hide a failure the test should see.
 const client = new OpenAI({ baseURL: server.url + "/v1", apiKey: "sekret", maxRetries: 0, timeout: 60000 });

@@ -8,10 +8,9 @@
 // Environment: PLM (the pocketlm program), MODEL (a real chat-able model),
 // SLOW_MODEL (a slow random-weight model, for an answer long enough to stop),
 // ARTIFACTS (where chat.png goes), CHROMIUM (default /usr/bin/chromium).
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { metric, startServer, stopServer as stopServerProcess, waitForMetric } from "../support/server.mjs";
 
 const env = (name, fallback) => {
   const value = process.env[name] || fallback;
@@ -28,45 +27,10 @@ function check(ok, what, detail = "") {
   }
 }
 
-// Starts `pocketlm serve --port 0 ARGS`; resolves with {url, process} once it listens.
-function startServer(args) {
-  const server = spawn(env("PLM"), ["serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: server.stdout });
-    lines.on("line", (line) => {
-      const match = /^listening on (http:\/\/\S+)$/.exec(line);
-      if (match) resolve({ url: match[1], process: server });
-    });
-    server.on("exit", (code) => reject(new Error(`pocketlm serve exited with ${code} before listening`)));
-  });
-}
-
 // SIGTERM; the server must exit 0.
-function stopServer(server, what) {
-  return new Promise((resolve) => {
-    server.process.removeAllListeners("exit");
-    server.process.on("exit", (code) => {
-      check(code === 0, `${what}: exit 0 after SIGTERM`, `exit ${code}`);
-      resolve();
-    });
-    server.process.kill("SIGTERM");
-  });
-}
-
-// A metric's value from /metrics (Prometheus text), or NaN.
-async function metric(server, name) {
-  const text = await (await fetch(server.url + "/metrics")).text();
-  const line = text.split("\n").find((l) => l.startsWith(name + " "));
-  return line ? Number(line.slice(name.length + 1)) : NaN;
-}
-
-// Polls until the metric has the value (up to 30 s); true if it did.
-async function waitForMetric(server, name, value) {
-  for (let i = 0; i < 300; i++) {
-    if ((await metric(server, name)) === value) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
+async function stopServer(server, what) {
+  const code = await stopServerProcess(server);
+  check(code === 0, `${what}: exit 0 after SIGTERM`, `exit ${code}`);
 }
 
 // Counts the DOM updates of the newest answer: each MutationObserver callback
@@ -197,8 +161,8 @@ async function testStop(browser, server) {
 }
 
 const artifacts = env("ARTIFACTS", "build/artifacts");
-const real = await startServer(["-m", env("MODEL"), "--chat-template", "chatml", "-t", "1", "--api-key", "sekret"]);
-const slow = await startServer(["-m", env("SLOW_MODEL"), "--chat-template", "chatml", "-t", "1", "-c", "2048"]);
+const real = await startServer(env("PLM"), ["-m", env("MODEL"), "--chat-template", "chatml", "-t", "1", "--api-key", "sekret"]);
+const slow = await startServer(env("PLM"), ["-m", env("SLOW_MODEL"), "--chat-template", "chatml", "-t", "1", "-c", "2048"]);
 // The sandbox needs privileges a container lacks; this browser only ever loads our loopback page.
 const browser = await chromium.launch({ executablePath: env("CHROMIUM", "/usr/bin/chromium"), args: ["--no-sandbox"] });
 try {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Canvas and plot area, in SVG user units (pixels at 100%). */
@@ -181,9 +182,45 @@ static void write_line(FILE *out, const struct svg_chart *chart, const struct ax
     }
 }
 
+/* A label's box in pixels, estimated from its length (about 7 px a character). */
+struct label_box {
+    double left, right, top, bottom;
+};
+
+static bool boxes_overlap(const struct label_box *a, const struct label_box *b)
+{
+    return a->left < b->right && b->left < a->right && a->top < b->bottom && b->top < a->bottom;
+}
+
+/* Writes the label beside its point, above or below it, whichever does not
+ * cover a label already written; leaves it out when both would (the table
+ * the chart comes with names every point). */
+static void write_label(FILE *out, double px, double py, const char *label, struct label_box *placed,
+                        int *n_placed)
+{
+    /* Labels of points near the right edge go to their left, inside the plot. */
+    bool near_right = px > PLOT_RIGHT - 150;
+    double width = 7.0 * (double)strlen(label);
+    double left = near_right ? px - 8 - width : px + 8;
+    const double baselines[] = {py - 8, py + 18};
+    for (int k = 0; k < 2; k++) {
+        struct label_box box = {left, left + width, baselines[k] - 12, baselines[k] + 2};
+        bool free = true;
+        for (int j = 0; j < *n_placed && free; j++)
+            free = !boxes_overlap(&box, &placed[j]);
+        if (free) {
+            placed[(*n_placed)++] = box;
+            write_text(out, near_right ? px - 8 : px + 8, baselines[k], near_right ? "end" : "start", "", label);
+            return;
+        }
+    }
+}
+
 static void write_points(FILE *out, const struct svg_chart *chart, const struct axis_range *x,
                          const struct axis_range *y)
 {
+    struct label_box *placed = malloc((size_t)(chart->n_points > 0 ? chart->n_points : 1) * sizeof *placed);
+    int n_placed = 0;
     for (int i = 0; i < chart->n_points; i++) {
         const struct chart_point *p = &chart->points[i];
         if (!point_placeable(chart, p))
@@ -191,11 +228,10 @@ static void write_points(FILE *out, const struct svg_chart *chart, const struct 
         double px = pixel_x(x, p->x), py = pixel_y(y, p->y);
         fprintf(out, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"/>\n", px, py, p->highlighted ? 6 : 4,
                 p->highlighted ? ACCENT : MUTED);
-        /* Labels of points near the right edge go to their left, inside the plot. */
-        bool near_right = px > PLOT_RIGHT - 150;
-        if (p->label)
-            write_text(out, near_right ? px - 8 : px + 8, py - 8, near_right ? "end" : "start", "", p->label);
+        if (p->label && placed)
+            write_label(out, px, py, p->label, placed, &n_placed);
     }
+    free(placed);
 }
 
 /* The caption under the plot, one <text> per line ('\n' separates lines). */
