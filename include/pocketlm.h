@@ -65,6 +65,8 @@ struct plm_model_info {
     float norm_eps;
     uint64_t n_params;     /* number of weights */
     uint64_t weight_bytes; /* bytes of tensor data */
+    uint64_t host_bytes;   /* the rest the model keeps resident: the loader's heap (vocabulary,
+                            * merge and lookup tables, tensor table) and the file's metadata */
     const char *chat_template; /* tokenizer.chat_template, or NULL */
     const char *tokenizer;     /* tokenizer.ggml.model: "llama" or "gpt2" */
     const char *pre_tokenizer; /* tokenizer.ggml.pre, or "default" */
@@ -125,7 +127,8 @@ struct plm_session_params {
 
 /* Bytes of memory a session needs beyond the mapped weights (KV cache,
  * activations, logits), and the largest context that fits within `budget`
- * bytes together with the weights (0 when not even one position fits). */
+ * bytes together with the model (weight_bytes + host_bytes; 0 when not even
+ * one position fits). */
 uint64_t plm_session_memory_needed(const plm_model *model, const struct plm_session_params *params);
 int plm_session_max_ctx(const plm_model *model, const struct plm_session_params *params, uint64_t budget);
 
@@ -145,6 +148,20 @@ void plm_session_truncate(plm_session *session, int n_keep);
  * the cache untouched, when the tokens do not fit. */
 int plm_decode(plm_session *session, const int32_t *tokens, int n_tokens, float *logits);
 const float *plm_session_logits(const plm_session *session);
+
+/* Decodes one token for each of n sessions of the same model in one forward
+ * pass, reading each weight matrix once for all of them: tokens[i] goes to
+ * sessions[i] at that session's own position, and afterwards
+ * plm_session_logits(sessions[i]) holds its next-token logits, as after
+ * plm_decode(sessions[i], &tokens[i], 1, NULL) (up to float rounding). The
+ * pass runs on sessions[0]'s threads and scratch, and calls its calibration
+ * hook with all n rows. Takes 1..PLM_DECODE_SESSIONS_MAX distinct sessions,
+ * none with a larger context than sessions[0]'s. Fails, changing no session,
+ * with PLM_ERR_ARG (n out of range, a session given twice or of another model,
+ * a token outside the vocabulary), PLM_ERR_CONTEXT_FULL (a session's context
+ * is full) or PLM_ERR_NOMEM. */
+#define PLM_DECODE_SESSIONS_MAX 64
+int plm_decode_sessions(plm_session *const *sessions, const int32_t *tokens, int n);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -187,6 +204,10 @@ struct plm_generate_params {
     const char *const *stop;      /* stop strings (not printed) */
     int n_stop;
     bool ignore_eog;              /* never sample end-of-generation tokens (benchmarks) */
+    /* Called with each sampled token (end-of-generation ones too) and the
+     * logits it was sampled from, before its text; the `user` of on_text.
+     * Return false to stop (PLM_STOP_CALLBACK). May be NULL. */
+    bool (*on_token)(void *user, int32_t token, const float *logits);
 };
 
 struct plm_generate_result {
@@ -368,10 +389,11 @@ const struct plm_device *plm_devices_get(const plm_device_list *devices, int i);
 const struct plm_device *plm_devices_find(const plm_device_list *devices, const char *id);
 
 /* Whether a model with a session of the given parameters fits a device: the
- * resident memory it needs (the weights, which every token reads, plus
- * plm_session_memory_needed) against the device's app memory, and the decode
- * speed the device's bandwidth allows (bandwidth / bytes read per token at the
- * middle of the context, KV cache in params->kv_type: an upper bound).
+ * resident memory it needs (the weights, which every token reads, the model's
+ * host_bytes and plm_session_memory_needed) against the device's app memory,
+ * and the decode speed the device's bandwidth allows (bandwidth / bytes read
+ * per token at the middle of the context, KV cache in params->kv_type: an
+ * upper bound).
  * params->n_ctx 0 means the model's training context. */
 struct plm_device_fit {
     uint64_t memory_needed;
@@ -441,6 +463,11 @@ struct plm_server_params {
     int max_queue;             /* requests that may wait for a slot (>= 0); beyond, 503 */
     size_t max_body;           /* largest request body in bytes; beyond, 413 */
     struct plm_session_params session; /* of each slot */
+    /* Escalation (docs/escalation.md): NULL policy = every request on the
+     * device. With a policy, audit must be open: every request sent upstream
+     * is recorded there first. Both must outlive the server. */
+    const struct plm_policy *policy;
+    struct plm_audit *audit;
 };
 
 typedef struct plm_server plm_server;
@@ -897,6 +924,100 @@ int plm_redact_evaluate(const char *corpus_path, struct plm_redact_eval *eval,
 /* The result as a Markdown table (malloc'd): per type gold, found, predicted,
  * recall, precision, leaks, near misses redacted, and a total row. */
 char *plm_redact_eval_table(const struct plm_redact_eval *eval);
+
+/* ------------------------------------------------------ escalated requests */
+
+/* One request on its way to an upstream, as the policy says (docs/escalation.md,
+ * "Sending"): the conversation redacted with the policy's settings, each
+ * attempt recorded in the audit log and committed before it is sent (a
+ * request the log cannot record is not sent), and the answer's placeholders
+ * restored before the caller sees it. An upstream whose consent is "never", or
+ * a policy that says "never", is refused; "ask" is the caller's to settle,
+ * showing the user plm_escalation_messages before sending. */
+typedef struct plm_escalation plm_escalation;
+
+/* Redacts messages for upstream. rule and reason are recorded in the audit log
+ * ("uncertain", and the router's reason). redactor: the conversation's, so
+ * that placeholders stay the same across its turns (it must outlive the
+ * escalation), or NULL for a new one with the policy's redaction settings. */
+int plm_escalation_new(const plm_policy *policy, const struct plm_upstream *upstream, const char *rule,
+                       const char *reason, const struct plm_chat_message *messages, int n_messages,
+                       plm_redactor *redactor, plm_escalation **escalation);
+/* Exactly the messages that will be sent: redacted copies. */
+const struct plm_chat_message *plm_escalation_messages(const plm_escalation *escalation, int *n_messages);
+/* How many values of each type were redacted from them. */
+const struct plm_redact_stats *plm_escalation_redactions(const plm_escalation *escalation);
+const struct plm_upstream *plm_escalation_upstream(const plm_escalation *escalation);
+
+/* Sends the redacted messages with options' limits (its messages are
+ * ignored), streaming the restored answer to on_text; result->text is the
+ * restored answer. on_failure is what the audit records when the upstream
+ * fails: PLM_AUDIT_FALLBACK when the caller will answer on the device,
+ * PLM_AUDIT_UPSTREAM_ERROR otherwise. audit must not be NULL. Errors as
+ * plm_upstream_chat's. One send per escalation. */
+int plm_escalation_send(plm_escalation *escalation, plm_audit *audit, const struct plm_upstream_request *options,
+                        enum plm_audit_outcome on_failure, plm_text_callback on_text, void *user,
+                        struct plm_upstream_result *result);
+/* The audit id of the last attempt sent; 0 before any. */
+int64_t plm_escalation_audit_id(const plm_escalation *escalation);
+void plm_escalation_free(plm_escalation *escalation);
+
+/* ------------------------------------------------- answering with a policy */
+
+/* The device answers first; the policy's rules decide whether the request
+ * goes to an upstream instead (plm_route): before the device starts, or after
+ * its first K tokens, which are held back from on_text until the decision.
+ * An upstream that fails before any of its text was passed on is replaced by
+ * the device's answer, flagged as a fallback. */
+
+/* Asked before anything is sent to an upstream whose consent is "ask", with
+ * exactly the redacted messages that would be sent; true sends them. */
+typedef bool (*plm_consent_callback)(void *user, const struct plm_upstream *upstream, const char *reason,
+                                     const struct plm_chat_message *redacted, int n_messages);
+
+struct plm_escalation_context {
+    const plm_policy *policy;
+    plm_audit *audit;         /* where every request that leaves is recorded */
+    plm_redactor *redactor;   /* the conversation's, or NULL for one per request */
+    plm_consent_callback consent; /* NULL: "ask" upstreams are never sent anything */
+    void *consent_user;
+};
+
+struct plm_answer_request {
+    const struct plm_chat_message *messages; /* the conversation, as an upstream gets it */
+    int n_messages;
+    const int32_t *prompt; /* the same conversation as the device's prompt tokens */
+    int n_prompt;
+    int n_cached;          /* leading prompt tokens the session already holds (it was truncated to them) */
+    const char *model;     /* the model the request names (for "explicit" rules), or NULL */
+    const struct plm_generate_params *generate; /* the device's; n_predict limits an upstream's answer too */
+    float temperature;     /* an upstream's; negative: its default */
+    bool stream;           /* ask an upstream to stream its answer */
+};
+
+struct plm_answer_result {
+    const struct plm_upstream *upstream; /* who answered: NULL for the device */
+    bool fallback;                       /* an upstream was chosen, failed, and the device answered */
+    int rule;                            /* the deciding rule; -1 for none */
+    char reason[256];                    /* why it went where it went */
+    char error[256];                     /* fallback: how the upstream failed */
+    int64_t audit_id;                    /* the audit entry of the last attempt sent; 0: nothing left */
+    struct plm_redact_stats redactions;  /* what was redacted from what was sent */
+    struct plm_generate_result device;   /* the device's generation (n_generated 0 when it did not answer) */
+    int upstream_completion_tokens;      /* as the upstream counted them; -1 if it did not say */
+    uint64_t bytes_sent, bytes_received; /* on the wire, all attempts */
+};
+
+/* Answers the conversation: on the device (session and sampler) or where the
+ * policy sends it. PLM_ERR_CONTEXT_FULL when the prompt does not fit the
+ * device and no upstream answered it. */
+int plm_answer(plm_session *session, plm_sampler *sampler, const struct plm_escalation_context *context,
+               const struct plm_answer_request *request, plm_text_callback on_text, void *user,
+               struct plm_answer_result *result);
+
+/* A redactor with the policy's redaction settings, for context->redactor: one
+ * per conversation, so that a value gets the same placeholder in every turn. */
+int plm_policy_redactor_new(const plm_policy *policy, plm_redactor **redactor);
 
 #ifdef __cplusplus
 }

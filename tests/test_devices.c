@@ -250,7 +250,7 @@ static void expected_fit(const struct plm_device *device, const plm_model *model
 {
     struct plm_model_info info;
     plm_model_get_info(model, &info);
-    fit->memory_needed = info.weight_bytes + plm_session_memory_needed(model, params);
+    fit->memory_needed = info.weight_bytes + info.host_bytes + plm_session_memory_needed(model, params);
     fit->fits = fit->memory_needed <= device->app_memory_bytes;
     struct plm_token_cost cost;
     plm_model_token_cost(model, params->n_ctx / 2, &cost);

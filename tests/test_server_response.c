@@ -129,7 +129,7 @@ static const cJSON *only_choice(const cJSON *root)
 }
 
 static const struct response_meta chat_meta = {API_CHAT, "chatcmpl-1", 1700000000, "m.gguf", false, false,
-                                               RESPONSE_ROUTE_DEVICE};
+                                               {.where = RESPONSE_ROUTE_DEVICE}};
 
 /* pocketlm's extension {"pocketlm":{"route":"device"}}, or its absence. */
 static void expect_route(const cJSON *root, const char *route)
@@ -205,7 +205,7 @@ static void test_chat_chunks(void **state)
 static void test_legacy_bodies(void **state)
 {
     (void)state;
-    struct response_meta meta = {API_COMPLETION, "cmpl-9", 1, "m", false, false, RESPONSE_ROUTE_DEVICE};
+    struct response_meta meta = {API_COMPLETION, "cmpl-9", 1, "m", false, false, {.where = RESPONSE_ROUTE_DEVICE}};
     struct response_usage usage = {1, 1};
     cJSON *root = parse_json(response_complete(NULL, &meta, "xyz", 3, NULL, 0, "length", &usage));
     assert_string_equal(get_string(root, "object"), "text_completion");
@@ -258,7 +258,7 @@ static void test_logprob_shapes(void **state)
     assert_true(is_null(only_choice(chunk), "logprobs"));
     cJSON_Delete(chunk);
 
-    struct response_meta legacy = {API_COMPLETION, "cmpl-1", 1, "m", true, false, RESPONSE_ROUTE_DEVICE};
+    struct response_meta legacy = {API_COMPLETION, "cmpl-1", 1, "m", true, false, {.where = RESPONSE_ROUTE_DEVICE}};
     struct response_usage usage = {1, 2};
     cJSON *root = parse_json(response_complete(model, &legacy, "\xE2" "a", 2, lp, 2, "length", &usage));
     const cJSON *logprobs = cJSON_GetObjectItemCaseSensitive(only_choice(root), "logprobs");

@@ -130,14 +130,15 @@ static void test_max_ctx_is_the_largest_that_fits(void **state)
     struct plm_model_info info;
     plm_model_get_info(model, &info);
     struct plm_session_params p = {.n_threads = 1};
+    uint64_t model_bytes = info.weight_bytes + info.host_bytes; /* the vocabulary counts too */
     for (uint64_t extra = 600000; extra < 4000000; extra += 700001) {
-        uint64_t budget = info.weight_bytes + extra;
+        uint64_t budget = model_bytes + extra;
         int fits = plm_session_max_ctx(model, &p, budget);
         assert_true(fits > 0);
         p.n_ctx = fits;
-        assert_true(info.weight_bytes + plm_session_memory_needed(model, &p) <= budget);
+        assert_true(model_bytes + plm_session_memory_needed(model, &p) <= budget);
         p.n_ctx = fits + 1;
-        assert_true(info.weight_bytes + plm_session_memory_needed(model, &p) > budget);
+        assert_true(model_bytes + plm_session_memory_needed(model, &p) > budget);
     }
     p.n_ctx = 0;
     assert_int_equal(plm_session_max_ctx(model, &p, info.weight_bytes / 2), 0);

@@ -282,8 +282,8 @@ void plm_device_fit(const struct plm_device *device, const plm_model *model,
     plm_model_get_info(model, &info);
     /* The weights are mapped, not allocated, but decoding touches all of them for
      * every token, so they must stay resident: they count against the app's memory
-     * just as in plm_session_max_ctx and --mem-budget. */
-    fit->memory_needed = info.weight_bytes + plm_session_memory_needed(model, &p);
+     * just as in plm_session_max_ctx and --mem-budget, with the vocabulary and tables. */
+    fit->memory_needed = info.weight_bytes + info.host_bytes + plm_session_memory_needed(model, &p);
     fit->fits = fit->memory_needed <= device->app_memory_bytes;
     struct plm_token_cost cost;
     plm_model_token_cost(model, p.n_ctx / 2, &cost);

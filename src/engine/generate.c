@@ -88,11 +88,16 @@ static int generate_loop(plm_session *s, plm_sampler *sampler, const struct plm_
             result->stop_reason = PLM_STOP_LENGTH;
             break;
         }
-        int32_t token = plm_sampler_sample(sampler, allowed_logits(s, eog));
+        const float *logits = allowed_logits(s, eog);
+        int32_t token = plm_sampler_sample(sampler, logits);
         if (token < 0)
             return token; /* no finite logit: the model produced NaNs */
         plm_sampler_accept(sampler, token);
         result->n_generated++;
+        if (params->on_token && !params->on_token(user, token, logits)) {
+            result->stop_reason = PLM_STOP_CALLBACK;
+            return PLM_OK;
+        }
         if (plm_token_is_eog(s->model, token)) {
             result->stop_reason = PLM_STOP_EOG;
             break;

@@ -1,6 +1,8 @@
 /*
- * Sessions: allocation of the KV cache and scratch, and plm_decode, which
- * feeds tokens through the forward pass in batches.
+ * Sessions: allocation of the KV cache and scratch; plm_decode, which feeds
+ * one session's tokens through the forward pass in batches, and
+ * plm_decode_sessions, which feeds one token of each of several sessions
+ * through a single pass.
  */
 #include "engine/session.h"
 
@@ -78,12 +80,12 @@ int plm_session_max_ctx(const plm_model *m, const struct plm_session_params *par
     struct plm_session_params p = resolve_params(m, params);
     struct plm_model_info info;
     plm_model_get_info(m, &info);
-    uint64_t weights = info.weight_bytes;
+    uint64_t model_bytes = info.weight_bytes + info.host_bytes;
     /* Memory grows with the context, so the largest fitting one is found by bisection. */
     int lo = 0, hi = PLM_MAX_CTX;
     while (lo < hi) {
         p.n_ctx = lo + (hi - lo + 1) / 2;
-        if (weights + plm_session_memory_needed(m, &p) <= budget)
+        if (model_bytes + plm_session_memory_needed(m, &p) <= budget)
             lo = p.n_ctx;
         else
             hi = p.n_ctx - 1;
@@ -197,6 +199,16 @@ void plm_session_truncate(plm_session *s, int n_keep)
         s->n_past = n_keep;
 }
 
+/* PLM_OK if every token is in the model's vocabulary. */
+static int check_tokens(const struct plm_model *m, const int32_t *tokens, int n_tokens)
+{
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+            return plm_fail(PLM_ERR_ARG, "token id %d is outside the vocabulary (0..%d)", tokens[i],
+                            m->hp.n_vocab - 1);
+    return PLM_OK;
+}
+
 int plm_decode(plm_session *s, const int32_t *tokens, int n_tokens, float *logits)
 {
     const struct plm_hparams *hp = &s->model->hp;
@@ -206,15 +218,69 @@ int plm_decode(plm_session *s, const int32_t *tokens, int n_tokens, float *logit
         return plm_fail(PLM_ERR_CONTEXT_FULL,
                         "%d tokens do not fit the context: %d of %d positions are free",
                         n_tokens, s->n_ctx - s->n_past, s->n_ctx);
-    for (int i = 0; i < n_tokens; i++)
-        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return plm_fail(PLM_ERR_ARG, "token id %d is outside the vocabulary (0..%d)", tokens[i],
-                            hp->n_vocab - 1);
+    int rc = check_tokens(s->model, tokens, n_tokens);
+    if (rc)
+        return rc;
+    struct batch_row rows[PLM_BATCH];
     for (int start = 0; start < n_tokens; start += PLM_BATCH) {
         int n = n_tokens - start < PLM_BATCH ? n_tokens - start : PLM_BATCH;
+        for (int t = 0; t < n; t++)
+            rows[t] = (struct batch_row){s, s->n_past + t};
         float *batch_logits = logits ? logits + (size_t)start * hp->n_vocab : NULL;
-        forward_batch(s, tokens + start, n, batch_logits);
+        forward_batch(s, tokens + start, rows, n, batch_logits);
         s->n_past += n;
     }
+    if (logits)
+        memcpy(s->logits, logits + (size_t)(n_tokens - 1) * hp->n_vocab, hp->n_vocab * sizeof(float));
+    return PLM_OK;
+}
+
+_Static_assert(PLM_DECODE_SESSIONS_MAX <= PLM_BATCH, "one forward pass holds every session's token");
+
+/* PLM_OK if the sessions can share one pass: the pass uses the first one's
+ * scratch, whose attention scores hold n_ctx positions. */
+static int check_sessions(plm_session *const *sessions, const int32_t *tokens, int n)
+{
+    if (n < 1 || n > PLM_DECODE_SESSIONS_MAX)
+        return plm_fail(PLM_ERR_ARG, "%d sessions to decode: from 1 to %d can share a pass", n,
+                        PLM_DECODE_SESSIONS_MAX);
+    const struct plm_session *first = sessions[0];
+    for (int i = 0; i < n; i++) {
+        const struct plm_session *s = sessions[i];
+        if (s->model != first->model)
+            return plm_fail(PLM_ERR_ARG, "session %d runs another model than session 0", i);
+        if (s->n_ctx > first->n_ctx)
+            return plm_fail(PLM_ERR_ARG, "session %d has a larger context (%d) than session 0 (%d)", i,
+                            s->n_ctx, first->n_ctx);
+        for (int j = 0; j < i; j++)
+            if (sessions[j] == s)
+                return plm_fail(PLM_ERR_ARG, "session %d is also session %d: one token per session", i, j);
+        if (s->n_past >= s->n_ctx)
+            return plm_fail(PLM_ERR_CONTEXT_FULL, "session %d's context is full (%d positions)", i, s->n_ctx);
+    }
+    return check_tokens(first->model, tokens, n);
+}
+
+int plm_decode_sessions(plm_session *const *sessions, const int32_t *tokens, int n)
+{
+    int rc = check_sessions(sessions, tokens, n);
+    if (rc)
+        return rc;
+    plm_session *first = sessions[0];
+    int n_vocab = first->model->hp.n_vocab;
+    /* Every row goes through the output matrix together; their logits then
+     * move to their own sessions. */
+    float *logits = malloc((size_t)n * n_vocab * sizeof *logits);
+    if (!logits)
+        return plm_fail(PLM_ERR_NOMEM, "out of memory for the logits of %d sessions", n);
+    struct batch_row rows[PLM_DECODE_SESSIONS_MAX];
+    for (int i = 0; i < n; i++)
+        rows[i] = (struct batch_row){sessions[i], sessions[i]->n_past};
+    forward_batch(first, tokens, rows, n, logits);
+    for (int i = 0; i < n; i++) {
+        memcpy(sessions[i]->logits, logits + (size_t)i * n_vocab, (size_t)n_vocab * sizeof *logits);
+        sessions[i]->n_past++;
+    }
+    free(logits);
     return PLM_OK;
 }

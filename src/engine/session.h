@@ -51,10 +51,24 @@ struct plm_session {
     void *observe_user;
 };
 
-/* Runs the transformer over n_tokens <= PLM_BATCH tokens at positions
- * n_past..n_past+n_tokens-1 (the caller has checked they fit), stores their
- * keys and values, and writes next-token logits: every row into `logits` when
- * it is not NULL, and the last row into session->logits. Does not advance n_past. */
-void forward_batch(struct plm_session *s, const int32_t *tokens, int n_tokens, float *logits);
+/* Where one token of a batch belongs: the session whose KV cache it is
+ * stored in and attends over, and its position there. plm_decode's rows are
+ * one session's next positions; plm_decode_sessions' rows are one position of
+ * each of several sessions. */
+struct batch_row {
+    struct plm_session *session;
+    int pos;
+};
+
+/* Runs the transformer over n_tokens <= PLM_BATCH tokens, token t at
+ * rows[t].pos of rows[t].session (the caller has checked that the position
+ * fits that session's context and s's, whose scores buffer the attention
+ * uses). Stores each token's keys and values in its session's cache, and
+ * writes next-token logits: every row into `logits` when it is not NULL, else
+ * the last row only, into s->logits. s lends its scratch, thread pool and
+ * observe_matmul hook; the model is s's, which must be every row's. Changes
+ * no n_past. */
+void forward_batch(struct plm_session *s, const int32_t *tokens, const struct batch_row *rows, int n_tokens,
+                   float *logits);
 
 #endif

@@ -40,6 +40,7 @@ struct reader {
     size_t size;
     size_t pos;
     char what[96];
+    uint64_t heap_bytes; /* kept allocated by what has been read: names and string tables */
 };
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -102,13 +103,14 @@ static int read_string(struct reader *r, struct gguf_str *str)
 
 /* Keys and tensor names are kept as C strings, so an embedded NUL would
  * silently shorten them (and could hide a duplicate). */
-static int copy_name(const struct reader *r, struct gguf_str str, char **name)
+static int copy_name(struct reader *r, struct gguf_str str, char **name)
 {
     if (memchr(str.ptr, '\0', str.len))
         return plm_fail(PLM_ERR_FORMAT, "gguf: %s: name contains a NUL byte", r->what);
     *name = strndup(str.ptr, str.len);
     if (!*name)
         return plm_fail(PLM_ERR_NOMEM, "gguf: out of memory");
+    r->heap_bytes += str.len + 1;
     return PLM_OK;
 }
 
@@ -215,9 +217,11 @@ static int read_elements(struct reader *r, struct gguf_kv *kv)
         if (status != PLM_OK)
             return status;
         kv->data = r->bytes + r->pos;
-        kv->strings = calloc(kv->count ? kv->count : 1, sizeof *kv->strings);
+        size_t n_strings = kv->count ? kv->count : 1;
+        kv->strings = calloc(n_strings, sizeof *kv->strings);
         if (!kv->strings)
             return plm_fail(PLM_ERR_NOMEM, "gguf: out of memory");
+        r->heap_bytes += n_strings * sizeof *kv->strings;
         for (uint64_t i = 0; i < kv->count && status == PLM_OK; i++)
             status = read_string(r, &kv->strings[i]);
         return status;
@@ -507,10 +511,12 @@ static int parse(struct gguf_file *file)
         return status;
 
     /* The counts were checked against the file size, so these allocations are bounded by it. */
-    file->kv = calloc(file->n_kv ? file->n_kv : 1, sizeof *file->kv);
-    file->tensors = calloc(file->n_tensors ? file->n_tensors : 1, sizeof *file->tensors);
+    size_t n_kv = file->n_kv ? file->n_kv : 1, n_tensors = file->n_tensors ? file->n_tensors : 1;
+    file->kv = calloc(n_kv, sizeof *file->kv);
+    file->tensors = calloc(n_tensors, sizeof *file->tensors);
     if (!file->kv || !file->tensors)
         return plm_fail(PLM_ERR_NOMEM, "gguf: out of memory");
+    file->heap_bytes += n_kv * sizeof *file->kv + n_tensors * sizeof *file->tensors;
     for (uint64_t i = 0; i < file->n_kv && status == PLM_OK; i++)
         status = read_kv(&r, i, &file->kv[i]);
     if (status == PLM_OK)
@@ -531,6 +537,7 @@ static int parse(struct gguf_file *file)
         status = place_tensor(file, &file->tensors[i]);
     if (status == PLM_OK)
         status = check_no_overlap(file);
+    file->heap_bytes += r.heap_bytes;
     return status;
 }
 
@@ -542,6 +549,7 @@ int gguf_parse(const uint8_t *bytes, size_t size, struct gguf_file **file)
         return plm_fail(PLM_ERR_NOMEM, "gguf: out of memory");
     parsed->bytes = bytes;
     parsed->size = size;
+    parsed->heap_bytes = sizeof *parsed;
     int status = parse(parsed);
     if (status != PLM_OK) {
         gguf_free(parsed);

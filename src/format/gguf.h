@@ -79,6 +79,7 @@ struct gguf_file {
     struct gguf_kv *kv;
     uint64_t n_tensors;
     struct gguf_tensor *tensors;
+    uint64_t heap_bytes;           /* what this struct, kv and tensors hold on the heap */
 };
 
 /* Maps and parses a file. The message of a failure starts with the path. */

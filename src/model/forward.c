@@ -2,6 +2,12 @@
  * The transformer forward pass, top to bottom. One function per step; each
  * works on a batch of token rows so matrix products read each weight once.
  * Matrix products and attention are split across the session's threads.
+ *
+ * Rows meet only in the matrix products. Everything that depends on where a
+ * token is (its RoPE rotation, the cache row its keys and values go to, the
+ * positions its attention reads) comes from its struct batch_row, so a batch
+ * can be one session's next tokens (plm_decode) or one token of each of
+ * several sessions (plm_decode_sessions).
  */
 #include "engine/session.h"
 
@@ -104,34 +110,39 @@ static void rope_heads(const struct plm_session *s, float *vec, int n_heads)
     }
 }
 
-static uint8_t *cache_row(uint8_t *cache, const struct plm_session *s, int layer, int pos)
+/* The row of `owner`'s key or value cache for a layer and position. The cache
+ * functions take the session that owns the cache, which for a row of
+ * plm_decode_sessions is not the one lending the scratch. */
+static uint8_t *cache_row(uint8_t *cache, const struct plm_session *owner, int layer, int pos)
 {
-    return cache + ((size_t)layer * s->n_ctx + pos) * s->kv_row_bytes;
+    return cache + ((size_t)layer * owner->n_ctx + pos) * owner->kv_row_bytes;
 }
 
-/* Stores one token's keys or values in the cache's type. */
-static void cache_store(const struct plm_session *s, uint8_t *row, const float *values)
+/* Stores one token's keys or values in the owner's cache type. */
+static void cache_store(const struct plm_session *owner, uint8_t *row, const float *values)
 {
-    int64_t kv_dim = (int64_t)s->model->hp.n_head_kv * s->model->hp.head_dim;
-    if (s->kv_type == PLM_TYPE_F32)
+    int64_t kv_dim = (int64_t)owner->model->hp.n_head_kv * owner->model->hp.head_dim;
+    if (owner->kv_type == PLM_TYPE_F32)
         memcpy(row, values, (size_t)kv_dim * sizeof(float));
     else
-        plm_quantize_row(s->kv_type, values, row, kv_dim);
+        plm_quantize_row(owner->kv_type, values, row, kv_dim);
 }
 
 /* One head of a cached row as floats: in place for F32, else expanded into tmp. */
-static const float *cache_head(const struct plm_session *s, const uint8_t *row, int head, float *tmp)
+static const float *cache_head(const struct plm_session *owner, const uint8_t *row, int head, float *tmp)
 {
-    int head_dim = s->model->hp.head_dim;
-    const uint8_t *start = row + plm_row_bytes(s->kv_type, (int64_t)head * head_dim);
-    if (s->kv_type == PLM_TYPE_F32)
+    int head_dim = owner->model->hp.head_dim;
+    const uint8_t *start = row + plm_row_bytes(owner->kv_type, (int64_t)head * head_dim);
+    if (owner->kv_type == PLM_TYPE_F32)
         return (const float *)start;
-    plm_dequantize_row(s->kv_type, start, tmp, head_dim);
+    plm_dequantize_row(owner->kv_type, start, tmp, head_dim);
     return tmp;
 }
 
-/* Queries, keys and values of the batch; keys and values go into the cache. */
-static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int layer, int n_tokens)
+/* Queries, keys and values of the batch; each row's keys and values go into
+ * its own session's cache at its position. */
+static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int layer,
+                          const struct batch_row *rows, int n_tokens)
 {
     const struct plm_hparams *hp = &s->model->hp;
     int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
@@ -148,12 +159,13 @@ static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int 
         rmsnorm_rows(s->k, s->k, l->k_norm, n_tokens * hp->n_head_kv, hp->head_dim, hp->norm_eps);
     }
     for (int t = 0; t < n_tokens; t++) {
-        int pos = s->n_past + t;
+        const struct plm_session *owner = rows[t].session;
+        int pos = rows[t].pos;
         rope_angles(s, pos);
         rope_heads(s, s->q + (size_t)t * q_dim, hp->n_head);
         rope_heads(s, s->k + (size_t)t * kv_dim, hp->n_head_kv);
-        cache_store(s, cache_row(s->key_cache, s, layer, pos), s->k + (size_t)t * kv_dim);
-        cache_store(s, cache_row(s->value_cache, s, layer, pos), s->v + (size_t)t * kv_dim);
+        cache_store(owner, cache_row(owner->key_cache, owner, layer, pos), s->k + (size_t)t * kv_dim);
+        cache_store(owner, cache_row(owner->value_cache, owner, layer, pos), s->v + (size_t)t * kv_dim);
     }
 }
 
@@ -172,19 +184,22 @@ static void softmax(float *x, int n)
         x[i] /= sum;
 }
 
-/* Causal attention of one query head of one token over the cached positions
- * 0..pos. Query head h reads key/value head h / (n_head / n_head_kv).
- * scores holds n_ctx floats and tmp head_dim, both private to the thread. */
-static void attend(const struct plm_session *s, int layer, int t, int h, float *scores, float *tmp)
+/* Causal attention of one query head of token t over the positions 0..pos of
+ * its session's cache. Query head h reads key/value head h / (n_head /
+ * n_head_kv). scores holds n_ctx floats and tmp head_dim, both private to the
+ * thread. */
+static void attend(const struct plm_session *s, const struct batch_row *row, int layer, int t, int h,
+                   float *scores, float *tmp)
 {
     const struct plm_hparams *hp = &s->model->hp;
+    const struct plm_session *owner = row->session;
     int head_dim = hp->head_dim, q_dim = hp->n_head * head_dim;
     int kv_head = h / (hp->n_head / hp->n_head_kv);
-    int pos = s->n_past + t;
+    int pos = row->pos;
     float scale = 1.0f / sqrtf((float)head_dim);
     const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
     for (int j = 0; j <= pos; j++) {
-        const float *key = cache_head(s, cache_row(s->key_cache, s, layer, j), kv_head, tmp);
+        const float *key = cache_head(owner, cache_row(owner->key_cache, owner, layer, j), kv_head, tmp);
         float dot = 0.0f;
         for (int i = 0; i < head_dim; i++)
             dot += query[i] * key[i];
@@ -194,7 +209,7 @@ static void attend(const struct plm_session *s, int layer, int t, int h, float *
     float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
     memset(out, 0, head_dim * sizeof(float));
     for (int j = 0; j <= pos; j++) {
-        const float *value = cache_head(s, cache_row(s->value_cache, s, layer, j), kv_head, tmp);
+        const float *value = cache_head(owner, cache_row(owner->value_cache, owner, layer, j), kv_head, tmp);
         float weight = scores[j];
         for (int i = 0; i < head_dim; i++)
             out[i] += weight * value[i];
@@ -203,6 +218,7 @@ static void attend(const struct plm_session *s, int layer, int t, int h, float *
 
 struct attention_job {
     const struct plm_session *s;
+    const struct batch_row *rows;
     int layer;
     int n_tokens;
 };
@@ -215,13 +231,15 @@ static void attention_chunk(void *arg, int chunk, int n_chunks, int thread)
     float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
     float *tmp = job->s->kv_head + (size_t)thread * job->s->model->hp.head_dim;
     int begin = (int)((int64_t)n_items * chunk / n_chunks), end = (int)((int64_t)n_items * (chunk + 1) / n_chunks);
-    for (int i = begin; i < end; i++)
-        attend(job->s, job->layer, i / n_head, i % n_head, scores, tmp);
+    for (int i = begin; i < end; i++) {
+        int t = i / n_head;
+        attend(job->s, &job->rows[t], job->layer, t, i % n_head, scores, tmp);
+    }
 }
 
-static void attention(struct plm_session *s, int layer, int n_tokens)
+static void attention(struct plm_session *s, int layer, const struct batch_row *rows, int n_tokens)
 {
-    struct attention_job job = {s, layer, n_tokens};
+    struct attention_job job = {s, rows, layer, n_tokens};
     threadpool_run(s->pool, attention_chunk, &job, chunk_count(s, (int64_t)n_tokens * s->model->hp.n_head, 1));
 }
 
@@ -247,34 +265,32 @@ static void feed_forward(struct plm_session *s, const struct plm_layer *l, int n
     add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
 }
 
-static void transformer_layer(struct plm_session *s, int layer, int n_tokens)
+static void transformer_layer(struct plm_session *s, int layer, const struct batch_row *rows, int n_tokens)
 {
     const struct plm_hparams *hp = &s->model->hp;
     const struct plm_layer *l = &s->model->layers[layer];
     rmsnorm_rows(s->xb, s->x, l->attn_norm, n_tokens, hp->n_embd, hp->norm_eps);
-    attention_qkv(s, l, layer, n_tokens);
-    attention(s, layer, n_tokens);
+    attention_qkv(s, l, layer, rows, n_tokens);
+    attention(s, layer, rows, n_tokens);
     matmul(s, &l->wo, s->attn_out, s->xb, n_tokens);
     add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
     feed_forward(s, l, n_tokens);
 }
 
-void forward_batch(struct plm_session *s, const int32_t *tokens, int n_tokens, float *logits)
+void forward_batch(struct plm_session *s, const int32_t *tokens, const struct batch_row *rows, int n_tokens,
+                   float *logits)
 {
     const struct plm_model *m = s->model;
     const struct plm_hparams *hp = &m->hp;
     for (int t = 0; t < n_tokens; t++)
         plm_matrix_get_row(&m->token_embd, tokens[t], s->x + (size_t)t * hp->n_embd);
     for (int layer = 0; layer < hp->n_layer; layer++)
-        transformer_layer(s, layer, n_tokens);
+        transformer_layer(s, layer, rows, n_tokens);
 
     /* Only the rows the caller wants go through the (large) output matrix. */
     int first = logits ? 0 : n_tokens - 1;
     int n_out = n_tokens - first;
     rmsnorm_rows(s->xb, s->x + (size_t)first * hp->n_embd, m->output_norm, n_out, hp->n_embd,
                  hp->norm_eps);
-    float *out = logits ? logits : s->logits;
-    matmul(s, &m->output, s->xb, out, n_out);
-    if (logits)
-        memcpy(s->logits, logits + (size_t)(n_tokens - 1) * hp->n_vocab, hp->n_vocab * sizeof(float));
+    matmul(s, &m->output, s->xb, logits ? logits : s->logits, n_out);
 }

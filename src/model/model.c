@@ -25,12 +25,13 @@ static const struct arch_desc supported_archs[] = {
 };
 #define N_SUPPORTED_ARCHS (sizeof supported_archs / sizeof supported_archs[0])
 
-static char *gguf_strdup(struct gguf_str s)
+static char *model_strdup(struct plm_model *m, struct gguf_str s)
 {
     char *copy = malloc(s.len + 1);
     if (copy) {
         memcpy(copy, s.ptr, s.len);
         copy[s.len] = '\0';
+        m->heap_bytes += s.len + 1;
     }
     return copy;
 }
@@ -193,6 +194,7 @@ static int bind_vector(struct plm_model *m, const char *name, int64_t n, bool re
     }
     m->owned_vectors = grown;
     m->owned_vectors[m->n_owned_vectors++] = expanded;
+    m->heap_bytes += (size_t)n * sizeof(float) + sizeof *grown; /* the array grew by one pointer */
     plm_dequantize_row(t->type, t->data, expanded, n);
     *out = expanded;
     return PLM_OK;
@@ -247,6 +249,7 @@ static int bind_weights(struct plm_model *m)
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
+    m->heap_bytes += (size_t)hp->n_layer * sizeof *m->layers;
     for (int il = 0; il < hp->n_layer; il++)
         if ((rc = bind_layer(m, il)))
             return rc;
@@ -256,12 +259,12 @@ static int bind_weights(struct plm_model *m)
 static int read_strings(struct plm_model *m)
 {
     struct gguf_str s;
-    m->name = gguf_strdup(gguf_get_str(m->gguf, "general.name", &s) ? s : (struct gguf_str){"", 0});
-    m->tokenizer_model = gguf_strdup(gguf_get_str(m->gguf, "tokenizer.ggml.model", &s)
-                                         ? s : (struct gguf_str){"", 0});
-    m->pre_tokenizer = gguf_strdup(gguf_get_str(m->gguf, "tokenizer.ggml.pre", &s)
-                                       ? s : (struct gguf_str){"default", 7});
-    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &s) && !(m->chat_template = gguf_strdup(s)))
+    m->name = model_strdup(m, gguf_get_str(m->gguf, "general.name", &s) ? s : (struct gguf_str){"", 0});
+    m->tokenizer_model = model_strdup(m, gguf_get_str(m->gguf, "tokenizer.ggml.model", &s)
+                                             ? s : (struct gguf_str){"", 0});
+    m->pre_tokenizer = model_strdup(m, gguf_get_str(m->gguf, "tokenizer.ggml.pre", &s)
+                                           ? s : (struct gguf_str){"default", 7});
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &s) && !(m->chat_template = model_strdup(m, s)))
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
     if (!m->name || !m->tokenizer_model || !m->pre_tokenizer)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
@@ -289,6 +292,7 @@ int plm_model_load(const char *path, plm_model **model)
     struct plm_model *m = calloc(1, sizeof *m);
     if (!m)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
+    m->heap_bytes = sizeof *m;
     int rc = load(m, path);
     if (rc) {
         plm_model_free(m);
@@ -315,6 +319,14 @@ void plm_model_free(plm_model *m)
     free(m);
 }
 
+/* Everything but the weights: the heap the loader keeps, and the metadata at
+ * the start of the file, whose pages loading reads and so makes resident. */
+static uint64_t host_bytes(const struct plm_model *m)
+{
+    uint64_t metadata = m->gguf->data_offset < m->gguf->size ? m->gguf->data_offset : m->gguf->size;
+    return m->heap_bytes + vocab_heap_bytes(m->vocab) + m->gguf->heap_bytes + metadata;
+}
+
 void plm_model_get_info(const plm_model *m, struct plm_model_info *info)
 {
     const struct plm_hparams *hp = &m->hp;
@@ -339,6 +351,7 @@ void plm_model_get_info(const plm_model *m, struct plm_model_info *info)
         .norm_eps = hp->norm_eps,
         .n_params = n_params,
         .weight_bytes = bytes,
+        .host_bytes = host_bytes(m),
         .chat_template = m->chat_template,
         .tokenizer = m->tokenizer_model,
         .pre_tokenizer = m->pre_tokenizer,

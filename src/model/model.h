@@ -70,6 +70,10 @@ struct plm_model {
     /* 1-D weights stored in a type other than F32 are expanded here. */
     float **owned_vectors;
     int n_owned_vectors;
+
+    /* This struct, its strings, layers and expanded vectors; the vocabulary and
+     * the parsed file count their own. */
+    uint64_t heap_bytes;
 };
 
 /* Pointers to every weight matrix of the model: token_embd, output (the same

@@ -10,6 +10,7 @@
  * slot at once, even while nothing is being written to it; a failed write
  * cancels the request too (the completion callback).
  */
+#include "server/escalate.h"
 #include "server/request.h"
 #include "server/response.h"
 #include "server/scheduler.h"
@@ -58,6 +59,7 @@ struct plm_server {
     int n_ctx;
     struct server_metrics metrics;
     struct scheduler *scheduler;
+    struct escalator escalator; /* with a policy */
     struct MHD_Daemon *daemon;
     int port;
     long long started;          /* Unix seconds, the model's "created" */
@@ -101,9 +103,12 @@ struct exchange {
 
 static const char *route_label(const struct exchange *x) { return x->route ? x->route->path : "other"; }
 
-/* Queues body (malloc'd, taken over; NULL means out of memory) with the status. */
+static void add_route_header(struct MHD_Response *r, const struct job *job);
+
+/* Queues body (malloc'd, taken over; NULL means out of memory) with the
+ * status; a completion's (job not NULL) says where it ran. */
 static enum MHD_Result send_body(struct MHD_Connection *c, struct exchange *x, int status, char *body,
-                                 const char *content_type)
+                                 const char *content_type, const struct job *job)
 {
     if (!body)
         return MHD_NO;
@@ -117,6 +122,8 @@ static enum MHD_Result send_body(struct MHD_Connection *c, struct exchange *x, i
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_SECONDS);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, x->route->method);
+    if (job && !job->whole_body) /* consent_required: nothing ran anywhere yet */
+        add_route_header(r, job);
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     metrics_count_request(&x->server->metrics, route_label(x), status);
@@ -125,7 +132,7 @@ static enum MHD_Result send_body(struct MHD_Connection *c, struct exchange *x, i
 
 static enum MHD_Result send_json(struct MHD_Connection *c, struct exchange *x, int status, char *json)
 {
-    return send_body(c, x, status, json, "application/json");
+    return send_body(c, x, status, json, "application/json", NULL);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, struct exchange *x, const struct api_error *err)
@@ -197,6 +204,15 @@ static void free_stream(void *cls)
     free(st);
 }
 
+/* X-Pocketlm-Route: where the answer came from ("device", an upstream's name;
+ * "; fallback" when the upstream failed and the device answered). */
+static void add_route_header(struct MHD_Response *r, const struct job *job)
+{
+    char value[128];
+    snprintf(value, sizeof value, "%s%s", job->meta.route.where, job->meta.route.fallback ? "; fallback" : "");
+    MHD_add_response_header(r, "X-Pocketlm-Route", value);
+}
+
 static enum MHD_Result send_stream(struct MHD_Connection *c, struct exchange *x, struct job *job)
 {
     struct stream *st = malloc(sizeof *st);
@@ -211,6 +227,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, struct exchange *x,
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    add_route_header(r, job);
     enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     metrics_count_request(&x->server->metrics, route_label(x), MHD_HTTP_OK);
@@ -235,7 +252,7 @@ static enum MHD_Result send_when_finished(struct MHD_Connection *c, struct excha
     }
     int status = job->status;
     pthread_mutex_unlock(&job->lock);
-    return send_json(c, x, status, body);
+    return send_body(c, x, status, body, "application/json", job);
 }
 
 /* --------------------------------------------------------- the prompt */
@@ -301,7 +318,7 @@ static bool prepare_prompt(const plm_server *server, struct job *job, struct api
     if (n == 0)
         return api_fail(err, 400, "invalid_request_error", "invalid_value", "prompt",
                         "the prompt is empty and the model has no BOS token to start from");
-    if (n >= server->n_ctx)
+    if (n >= server->n_ctx && !server->params.policy) /* with a policy, the router decides */
         return api_fail(err, 400, "invalid_request_error", "context_length_exceeded", chat ? "messages" : "prompt",
                         "the prompt is %d tokens but the context holds %d (with room for at least one more); "
                         "shorten the prompt or start the server with a larger -c",
@@ -320,7 +337,55 @@ static void fill_meta(plm_server *server, struct job *job)
     meta->model_name = server->params.model_name;
     meta->logprobs = job->request.logprobs;
     meta->include_usage = job->request.stream && job->request.include_usage;
-    meta->route = RESPONSE_ROUTE_DEVICE;
+    meta->route.where = RESPONSE_ROUTE_DEVICE;
+}
+
+static bool submit(plm_server *server, struct job *job, struct api_error *err)
+{
+    enum submit_result submitted = scheduler_submit(server->scheduler, job);
+    if (submitted == SUBMIT_QUEUE_FULL)
+        return api_fail(err, 503, "server_error", "queue_full", "",
+                        "every slot is busy and the queue is full; retry later");
+    if (submitted == SUBMIT_CLOSED)
+        return api_fail(err, 503, "server_error", "shutting_down", "", "the server is shutting down");
+    return true;
+}
+
+/* With a policy, where the answer comes from is settled only when its first
+ * bytes are written (after the device's first tokens, or a consent_required
+ * answer), and the response's status and headers say it: wait for them. */
+static bool wait_first_bytes(struct MHD_Connection *c, struct exchange *x, struct job *job)
+{
+    while (!job_wait_output(job, WAIT_SLICE_SECONDS))
+        if (client_gone(c)) {
+            scheduler_cancel(x->server->scheduler, job, JOB_CLIENT_GONE);
+            metrics_count_request(&x->server->metrics, route_label(x), 499);
+            return false;
+        }
+    return true;
+}
+
+static bool answered_whole(struct job *job)
+{
+    pthread_mutex_lock(&job->lock);
+    bool whole = job->whole_body || !job->request.stream;
+    pthread_mutex_unlock(&job->lock);
+    return whole;
+}
+
+/* Runs the job on the device or, with a policy, where the router sends it. */
+static enum MHD_Result run_job(struct MHD_Connection *c, struct exchange *x, struct job *job)
+{
+    plm_server *server = x->server;
+    struct api_error err;
+    enum escalate_result route = ESCALATE_DEVICE;
+    if (server->params.policy && (route = escalator_route(&server->escalator, job, &err)) == ESCALATE_FAILED)
+        return send_error(c, x, &err);
+    if (route == ESCALATE_DEVICE && !submit(server, job, &err))
+        return send_error(c, x, &err);
+    if (server->params.policy && !wait_first_bytes(c, x, job))
+        return MHD_NO;
+    return answered_whole(job) ? send_when_finished(c, x, job) : send_stream(c, x, job);
 }
 
 static enum MHD_Result serve_completion(struct MHD_Connection *c, struct exchange *x, enum api_kind kind)
@@ -340,21 +405,7 @@ static enum MHD_Result serve_completion(struct MHD_Connection *c, struct exchang
         return MHD_NO;
     }
     fill_meta(x->server, job);
-    enum MHD_Result ok;
-    if (!prepare_prompt(x->server, job, &err)) {
-        ok = send_error(c, x, &err);
-    } else {
-        enum submit_result submitted = scheduler_submit(x->server->scheduler, job);
-        if (submitted == SUBMIT_QUEUE_FULL)
-            api_fail(&err, 503, "server_error", "queue_full", "",
-                     "every slot is busy and the queue is full; retry later");
-        else if (submitted == SUBMIT_CLOSED)
-            api_fail(&err, 503, "server_error", "shutting_down", "", "the server is shutting down");
-        if (submitted != SUBMIT_OK)
-            ok = send_error(c, x, &err);
-        else
-            ok = job->request.stream ? send_stream(c, x, job) : send_when_finished(c, x, job);
-    }
+    enum MHD_Result ok = prepare_prompt(x->server, job, &err) ? run_job(c, x, job) : send_error(c, x, &err);
     job_release(job);
     return ok;
 }
@@ -460,7 +511,7 @@ static enum MHD_Result serve(struct MHD_Connection *c, struct exchange *x, const
     case ROUTE_HEALTH:
         return send_json(c, x, 200, health_body(server));
     case ROUTE_METRICS:
-        return send_body(c, x, 200, metrics_render(&server->metrics), "text/plain; version=0.0.4");
+        return send_body(c, x, 200, metrics_render(&server->metrics), "text/plain; version=0.0.4", NULL);
     case ROUTE_PAGE:
         return send_page_file(c, x, x->route->file);
     }
@@ -596,9 +647,14 @@ int plm_server_start(plm_model *model, const struct plm_server_params *params, p
     rc = scheduler_start(&sp, &server->scheduler);
     if (rc == PLM_OK) {
         server->n_ctx = plm_session_n_ctx(server->scheduler->slots[0].session);
-        rc = start_daemon(server);
+        if (params->policy)
+            rc = escalator_init(&server->escalator, params->policy, params->audit, server->scheduler,
+                                server->n_ctx, params->model_name);
     }
+    if (rc == PLM_OK)
+        rc = start_daemon(server);
     if (rc) {
+        escalator_destroy(&server->escalator);
         scheduler_free(server->scheduler);
         metrics_destroy(&server->metrics);
         free(server);
@@ -617,6 +673,7 @@ int plm_server_stop(plm_server *server, double grace_seconds)
     MHD_socket listener = MHD_quiesce_daemon(server->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    escalator_drain(&server->escalator, grace_seconds); /* its fallbacks go to the scheduler */
     int n_cancelled = scheduler_drain(server->scheduler, grace_seconds);
     /* Every job has ended; let the connections send what remains (the end of
      * a stream, a whole body) before the daemon closes them. */
@@ -625,6 +682,7 @@ int plm_server_stop(plm_server *server, double grace_seconds)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(server->daemon); /* waits for the connections' threads */
     scheduler_free(server->scheduler);
+    escalator_destroy(&server->escalator);
     metrics_destroy(&server->metrics);
     free(server);
     return n_cancelled;

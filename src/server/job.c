@@ -36,6 +36,9 @@ void job_release(struct job *job)
     request_free(&job->request);
     free(job->prompt);
     free(job->out);
+    free(job->meta.route.reason);
+    free(job->meta.route.error);
+    free(job->meta.route.sent);
     pthread_cond_destroy(&job->changed);
     pthread_mutex_destroy(&job->lock);
     free(job);
@@ -155,11 +158,23 @@ ssize_t job_read(struct job *job, char *buf, size_t max, double timeout)
     return n;
 }
 
+bool job_wait_output(struct job *job, double timeout)
+{
+    pthread_mutex_lock(&job->lock);
+    if (!job->finished && job->out_len == 0)
+        wait_locked(job, timeout);
+    bool ready = job->finished || job->out_len > 0;
+    pthread_mutex_unlock(&job->lock);
+    return ready;
+}
+
 bool job_wait_finished(struct job *job, double timeout)
 {
     pthread_mutex_lock(&job->lock);
-    if (!job->finished)
-        wait_locked(job, timeout);
+    /* Bytes pushed wake the condition too: wait on until the end or the deadline. */
+    struct timespec until = monotonic_deadline(timeout);
+    while (!job->finished && pthread_cond_timedwait(&job->changed, &job->lock, &until) == 0)
+        ;
     bool finished = job->finished;
     pthread_mutex_unlock(&job->lock);
     return finished;

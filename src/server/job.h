@@ -19,6 +19,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+struct escalator;
+
 enum job_cancel {
     JOB_NOT_CANCELLED = 0,
     JOB_CLIENT_GONE,        /* the client disconnected: nobody reads the output */
@@ -32,6 +34,9 @@ struct job {
     int n_prompt;
     struct response_meta meta;
     double arrival; /* seconds on the monotonic clock */
+    int hold_tokens; /* > 0: an "uncertain" rule decides after the device's first
+                        hold_tokens tokens, whose text is held back until then */
+    struct escalator *escalator; /* that asks the router again (server/escalate.h) */
 
     /* Atomic: read and set without the lock, so that cancelling never waits
      * for a thread that is writing output. */
@@ -44,6 +49,8 @@ struct job {
     char *out;           /* bytes for the client, not yet taken */
     size_t out_len, out_cap;
     int status;          /* HTTP status of a whole (not streamed) body */
+    bool whole_body;     /* a streamed request answered by one JSON body instead
+                            (consent_required), set before its bytes */
     bool finished;       /* no more bytes will come */
 };
 
@@ -68,6 +75,8 @@ int job_push_cancelled(struct job *job);
  * timeout seconds for some: returns the count, 0 on timeout, -1 when the job is
  * finished and everything was taken. */
 ssize_t job_read(struct job *job, char *buf, size_t max, double timeout);
+/* Waits at most timeout seconds for the first bytes or the end; true when there. */
+bool job_wait_output(struct job *job, double timeout);
 /* Waits at most timeout seconds for the job to finish; true when it has. */
 bool job_wait_finished(struct job *job, double timeout);
 /* Sets the reason unless the job is already cancelled. */

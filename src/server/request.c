@@ -216,13 +216,43 @@ static bool parse_logprobs(const cJSON *root, struct api_request *req, struct ap
     return true;
 }
 
+/* "model" is kept: with a policy it may name an upstream (an "explicit" rule). */
+static bool parse_model(const cJSON *root, struct api_request *req, struct api_error *err)
+{
+    const cJSON *model = field(root, "model");
+    if (!model)
+        return true;
+    if (!cJSON_IsString(model))
+        return bad_field(err, "model", "a string");
+    if (!(req->model = strdup(model->valuestring)))
+        return api_fail(err, 500, "server_error", "", "", "out of memory");
+    return true;
+}
+
+/* pocketlm's own fields: {"pocketlm": {"consent": TOKEN}}, the token of a
+ * consent_required answer, repeated to agree to the escalation it showed. */
+static bool parse_extension(const cJSON *root, struct api_request *req, struct api_error *err)
+{
+    const cJSON *extension = field(root, "pocketlm");
+    if (!extension)
+        return true;
+    if (!cJSON_IsObject(extension))
+        return bad_field(err, "pocketlm", "an object");
+    const cJSON *consent = cJSON_GetObjectItemCaseSensitive(extension, "consent");
+    if (!consent)
+        return true;
+    if (!cJSON_IsString(consent) || strlen(consent->valuestring) >= sizeof req->consent)
+        return bad_field(err, "pocketlm.consent", "the token string of a consent_required answer");
+    memcpy(req->consent, consent->valuestring, strlen(consent->valuestring) + 1);
+    return true;
+}
+
 static bool parse_fields(const cJSON *root, struct api_request *req, struct api_error *err)
 {
     if (!(req->kind == API_CHAT ? parse_messages(root, req, err) : parse_prompt(root, req, err)))
         return false;
-    const cJSON *model = field(root, "model");
-    if (model && !cJSON_IsString(model))
-        return bad_field(err, "model", "a string");
+    if (!parse_model(root, req, err) || !parse_extension(root, req, err))
+        return false;
     double max_tokens = -1, n = 1, seed = -1;
     const char *max_name = field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     struct plm_sampler_params *s = &req->sampling;
@@ -277,6 +307,7 @@ void request_free(struct api_request *req)
         free((char *)req->messages[i].content);
     free(req->messages);
     free(req->prompt);
+    free(req->model);
     for (int i = 0; i < req->n_stop; i++)
         free(req->stop[i]);
     memset(req, 0, sizeof *req);

@@ -42,6 +42,8 @@ struct api_request {
     bool include_usage;                /* stream_options.include_usage */
     bool logprobs;                     /* report the chosen tokens' log-probabilities */
     int top_logprobs;                  /* and the n most likely alternatives (0..20) */
+    char *model;                       /* "model", or NULL */
+    char consent[80];                  /* "pocketlm": {"consent": TOKEN}, or "" */
 };
 
 /* Parses a JSON body. On failure fills *err (status 400) and returns false;

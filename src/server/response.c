@@ -196,11 +196,38 @@ static void add_finish_reason(cJSON *choice, const char *finish_reason)
         cJSON_AddNullToObject(choice, "finish_reason");
 }
 
-/* {"pocketlm":{"route":…}}: where the answer ran (see response.h). */
+static cJSON *redactions_object(const struct plm_redact_stats *redactions)
+{
+    cJSON *counts = cJSON_CreateObject();
+    for (int t = 0; t < PLM_REDACT_N_TYPES; t++)
+        if (redactions->counts[t] > 0)
+            cJSON_AddNumberToObject(counts, plm_redact_type_name(t), redactions->counts[t]);
+    return counts;
+}
+
+static void add_text(cJSON *object, const char *name, const char *text)
+{
+    if (text)
+        cJSON_AddItemToObject(object, name, text_string(text, strlen(text)));
+}
+
+/* {"pocketlm":{"route":…}}: where the answer ran, and why (see response.h). */
 static void add_extension(cJSON *root, const struct response_meta *meta)
 {
+    const struct response_route *r = &meta->route;
     cJSON *extension = cJSON_AddObjectToObject(root, "pocketlm");
-    cJSON_AddStringToObject(extension, "route", meta->route);
+    cJSON_AddStringToObject(extension, "route", r->where);
+    add_text(extension, "reason", r->reason);
+    if (r->fallback)
+        cJSON_AddTrueToObject(extension, "fallback");
+    add_text(extension, "upstream_error", r->error);
+    if (!r->sent)
+        return;
+    cJSON *sent = cJSON_Parse(r->sent);
+    if (sent)
+        cJSON_AddItemToObject(extension, "sent", sent);
+    cJSON_AddItemToObject(extension, "redactions", redactions_object(&r->redactions));
+    cJSON_AddNumberToObject(extension, "audit_id", (double)r->audit_id);
 }
 
 static cJSON *usage_object(const struct response_usage *usage)
@@ -294,6 +321,43 @@ static cJSON *error_tree(const struct api_error *err)
 char *response_error(const struct api_error *err) { return print_tree(error_tree(err)); }
 
 char *response_error_event(const struct api_error *err) { return print_event(error_tree(err)); }
+
+char *response_messages_json(const struct plm_chat_message *messages, int n)
+{
+    cJSON *array = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *message = cJSON_CreateObject();
+        cJSON_AddStringToObject(message, "role", messages[i].role);
+        add_text(message, "content", messages[i].content);
+        cJSON_AddItemToArray(array, message);
+    }
+    return print_tree(array);
+}
+
+char *response_consent_required(const struct plm_upstream *upstream, const char *rule, const char *reason,
+                                const char *messages_json, const struct plm_redact_stats *redactions,
+                                const char *token)
+{
+    struct api_error err;
+    api_fail(&err, 403, "consent_required", "consent_required", "",
+             "this request would be sent to upstream '%s' (%s, model %s); repeat it with "
+             "\"pocketlm\": {\"consent\": \"<consent.token>\"} to agree",
+             upstream->name, plm_upstream_kind_name(upstream->kind), upstream->model);
+    cJSON *root = error_tree(&err);
+    cJSON *consent = cJSON_AddObjectToObject(root, "consent");
+    cJSON_AddStringToObject(consent, "token", token);
+    add_text(consent, "upstream", upstream->name);
+    cJSON_AddStringToObject(consent, "kind", plm_upstream_kind_name(upstream->kind));
+    add_text(consent, "model", upstream->model);
+    add_text(consent, "base_url", upstream->base_url);
+    cJSON_AddStringToObject(consent, "rule", rule);
+    add_text(consent, "reason", reason);
+    cJSON *messages = cJSON_Parse(messages_json);
+    if (messages)
+        cJSON_AddItemToObject(consent, "messages", messages);
+    cJSON_AddItemToObject(consent, "redactions", redactions_object(redactions));
+    return print_tree(root);
+}
 
 static cJSON *model_object(const char *model_name, long long created)
 {

@@ -130,22 +130,61 @@ static void assign_waiting(struct scheduler *s)
     }
 }
 
-/* One step for every busy slot, without the lock: the slots are this thread's.
- * A slot counts as free again before its job is marked finished, so a client
- * that sends its next request the moment it has its answer finds the slot free. */
+/* The job of a slot that has just ended. The slot counts as free again before
+ * the job is marked finished, so a client that sends its next request the
+ * moment it has its answer finds the slot free. */
+static void release_ended(struct scheduler *s, struct job *ended, int status)
+{
+    pthread_mutex_lock(&s->lock);
+    s->n_busy--;
+    pthread_mutex_unlock(&s->lock);
+    if (status) /* 0: the job went on to an upstream, which finishes it */
+        job_finish(ended, status);
+    job_release(ended);
+}
+
+/* One forward pass for the tokens the slots have just sampled. */
+static void decode_together(struct scheduler *s, struct slot *const *slots, int n)
+{
+    plm_session *sessions[PLM_DECODE_SESSIONS_MAX];
+    int32_t tokens[PLM_DECODE_SESSIONS_MAX];
+    for (int i = 0; i < n; i++) {
+        sessions[i] = slots[i]->session;
+        tokens[i] = slots[i]->next_token;
+    }
+    int rc = plm_decode_sessions(sessions, tokens, n);
+    for (int i = 0; i < n; i++) {
+        int status;
+        struct job *ended = slot_token_decoded(slots[i], rc, &status);
+        if (ended)
+            release_ended(s, ended, status);
+    }
+}
+
+/* One round, without the lock: the slots are this thread's. Every busy slot
+ * takes a step (a batch of its prompt, or its next token sampled and sent);
+ * then the sampled tokens are decoded together, so that each weight matrix
+ * is read once per round rather than once per generating slot. */
 static void run_round(struct scheduler *s)
 {
     for (int i = 0; i < s->params.n_slots; i++) {
         int status;
         struct job *ended = s->slots[i].job ? slot_step(&s->slots[i], s->params.metrics, &status) : NULL;
-        if (!ended)
-            continue;
-        pthread_mutex_lock(&s->lock);
-        s->n_busy--;
-        pthread_mutex_unlock(&s->lock);
-        job_finish(ended, status);
-        job_release(ended);
+        if (ended)
+            release_ended(s, ended, status);
     }
+    struct slot *pending[PLM_DECODE_SESSIONS_MAX];
+    int n_pending = 0;
+    for (int i = 0; i < s->params.n_slots; i++) {
+        if (s->slots[i].job && s->slots[i].decode_pending)
+            pending[n_pending++] = &s->slots[i];
+        if (n_pending == PLM_DECODE_SESSIONS_MAX) {
+            decode_together(s, pending, n_pending);
+            n_pending = 0;
+        }
+    }
+    if (n_pending > 0)
+        decode_together(s, pending, n_pending);
 }
 
 /* The end of the shutdown grace period: every job is cancelled. */

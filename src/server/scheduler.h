@@ -1,12 +1,15 @@
 /*
  * The scheduler: --parallel N slots share the read-only model, each with its
- * own session, and one thread advances them in turn, one step per busy slot
- * per round (a batch of prompt tokens or one generated token). So N streams
- * progress together while only one forward pass runs at a time, its matrix
- * work spread over the session's own threads: the cores are never asked to
- * run N passes at once. Requests beyond the slots wait in a bounded FIFO
- * queue and take the first slot that frees, preferring the free slot whose
- * cache already holds the longest start of their prompt.
+ * own session, and one thread advances them in rounds. In a round each slot
+ * still in its prompt decodes a batch of it, and each generating slot samples
+ * and sends its next token; then one plm_decode_sessions call decodes all the
+ * sampled tokens together, each at its own session's position, so every
+ * weight matrix is read once per round however many streams are generating.
+ * Only one forward pass runs at a time, its matrix work spread over a
+ * session's threads: the cores are never asked to run N passes at once.
+ * Requests beyond the slots wait in a bounded FIFO queue and take the first
+ * slot that frees, preferring the free slot whose cache already holds the
+ * longest start of their prompt.
  */
 #ifndef PLM_SERVER_SCHEDULER_H
 #define PLM_SERVER_SCHEDULER_H

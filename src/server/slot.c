@@ -1,10 +1,12 @@
 /*
  * One request's generation, a step at a time. The loop is plm_generate's
  * (src/engine/generate.c) cut into steps and driven with the public API, so
- * that the scheduler can interleave slots and so that each token's logits are
- * at hand for logprobs.
+ * that the scheduler can interleave slots and decode their tokens together,
+ * and so that each token's logits are at hand for logprobs.
  */
 #include "server/slot.h"
+
+#include "server/escalate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,7 @@ void slot_free(struct slot *slot)
     plm_session_free(slot->session);
     free(slot->cached);
     free(slot->logprobs);
+    free(slot->held);
     text_stream_free(&slot->text);
     plm_sampler_free(slot->sampler);
     memset(slot, 0, sizeof *slot);
@@ -64,6 +67,7 @@ static bool end_job(struct slot *slot, int status)
     slot->n_logprobs = slot->n_logprobs_sent = 0;
     slot->generating = false;
     slot->n_generated = 0;
+    slot->n_held = 0;
     return true;
 }
 
@@ -169,7 +173,60 @@ static bool record_logprob(struct slot *slot, const float *logits, int32_t token
     return true;
 }
 
-/* Samples, sends and decodes one token. */
+/* The start of the output a client sees: a chat stream's role chunk. */
+static void begin_output(struct slot *slot)
+{
+    struct job *job = slot->job;
+    if (job->request.stream && job->request.kind == API_CHAT) /* the role comes first */
+        job_push_owned(job, response_chunk(slot->model, &job->meta, "", 0, true, NULL, 0, NULL));
+}
+
+/* ------------------------------------------ an "uncertain" rule decides */
+
+/* Whether the job's first tokens are held back until the router decides. */
+static bool holding(const struct slot *slot) { return slot->job->hold_tokens > 0; }
+
+/* Asks the router with the tokens held so far; true when the job has left
+ * the slot (to an upstream, as a consent_required answer, or failed). The
+ * escalation owns a job that left: the slot ends it with status 0. */
+static bool decide_route(struct slot *slot, bool done)
+{
+    struct job *job = slot->job;
+    struct api_error err;
+    enum escalate_result route =
+        escalator_route_tokens(job->escalator, job, slot->held, slot->n_held, done, &err);
+    if (route == ESCALATE_TAKEN)
+        return end_job(slot, 0);
+    if (route == ESCALATE_FAILED)
+        return end_with_error(slot, err.status, err.type, err.message);
+    begin_output(slot); /* the device keeps it: the held text goes out with the next chunk */
+    return false;
+}
+
+/* Measures a token sampled while holding; true when the job has left the slot. */
+static bool hold_token(struct slot *slot, const float *logits, int32_t token)
+{
+    if (slot->n_held == slot->held_cap) {
+        int cap = slot->held_cap ? 2 * slot->held_cap : 16;
+        struct plm_token_uncertainty *grown = realloc(slot->held, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return end_with_error(slot, 500, "server_error", "out of memory");
+        slot->held = grown;
+        slot->held_cap = cap;
+    }
+    if (plm_token_uncertainty(logits, slot->n_vocab, token, &slot->held[slot->n_held]))
+        return end_with_error(slot, 500, "server_error", plm_last_error());
+    slot->n_held++;
+    return slot->n_held >= slot->job->hold_tokens && decide_route(slot, false);
+}
+
+/* The answer ends here: a rule still waiting judges the tokens there are. */
+static bool ends_holding(struct slot *slot)
+{
+    return holding(slot) && decide_route(slot, true);
+}
+
+/* Samples and sends one token, and leaves it for the scheduler to decode. */
 static bool generate_token(struct slot *slot, struct server_metrics *metrics)
 {
     struct job *job = slot->job;
@@ -181,8 +238,10 @@ static bool generate_token(struct slot *slot, struct server_metrics *metrics)
     plm_sampler_accept(slot->sampler, token);
     if (slot->n_generated++ == 0)
         metrics_observe_ttft(metrics, monotonic_seconds() - job->arrival);
+    if (holding(slot) && hold_token(slot, logits, token))
+        return true;
     if (plm_token_is_eog(slot->model, token))
-        return finish(slot, slot->text.len, "stop", metrics);
+        return ends_holding(slot) || finish(slot, slot->text.len, "stop", metrics);
     if (req->logprobs && !record_logprob(slot, logits, token))
         return end_with_error(slot, 500, "server_error", "out of memory");
     if (text_stream_append_token(&slot->text, slot->model, token))
@@ -190,16 +249,14 @@ static bool generate_token(struct slot *slot, struct server_metrics *metrics)
     bool stopped;
     size_t ready = text_stream_ready(&slot->text, (const char *const *)req->stop, req->n_stop, &stopped);
     if (stopped)
-        return finish(slot, ready, "stop", metrics);
-    if (req->stream && ready > slot->text.sent)
+        return ends_holding(slot) || finish(slot, ready, "stop", metrics);
+    if (req->stream && ready > slot->text.sent && !holding(slot))
         send_chunk(slot, ready);
     bool context_full = plm_session_n_past(slot->session) >= plm_session_n_ctx(slot->session);
     if (slot->n_generated == req->max_tokens || context_full)
-        return finish(slot, slot->text.len, "length", metrics);
-    int rc = plm_decode(slot->session, &token, 1, NULL);
-    if (rc)
-        return end_with_error(slot, 500, "server_error", plm_last_error());
-    slot->cached[slot->n_cached++] = token;
+        return ends_holding(slot) || finish(slot, slot->text.len, "length", metrics);
+    slot->next_token = token;
+    slot->decode_pending = true;
     return false;
 }
 
@@ -218,18 +275,33 @@ static bool step(struct slot *slot, struct server_metrics *metrics)
     }
     if (!slot->generating) {
         slot->generating = true;
-        if (job->request.stream && job->request.kind == API_CHAT) /* the role comes first */
-            job_push_owned(job, response_chunk(slot->model, &job->meta, "", 0, true, NULL, 0, NULL));
+        if (!holding(slot))
+            begin_output(slot);
     }
     return generate_token(slot, metrics);
 }
 
-struct job *slot_step(struct slot *slot, struct server_metrics *metrics, int *status)
+/* The job that has just ended, taken from the slot, which is free again. */
+static struct job *hand_back(struct slot *slot, int *status)
 {
-    if (!step(slot, metrics))
-        return NULL;
     struct job *ended = slot->job;
     slot->job = NULL;
     *status = slot->end_status;
     return ended;
+}
+
+struct job *slot_step(struct slot *slot, struct server_metrics *metrics, int *status)
+{
+    return step(slot, metrics) ? hand_back(slot, status) : NULL;
+}
+
+struct job *slot_token_decoded(struct slot *slot, int rc, int *status)
+{
+    slot->decode_pending = false;
+    if (rc == PLM_OK) {
+        slot->cached[slot->n_cached++] = slot->next_token;
+        return NULL;
+    }
+    end_with_error(slot, 500, "server_error", plm_last_error());
+    return hand_back(slot, status);
 }

@@ -160,6 +160,7 @@ int bpe_load_merges(struct plm_vocab *vocab, const struct gguf_kv *merges)
     }
     free(scratch);
     vocab->merges = table;
+    vocab->heap_bytes += n_slots * sizeof *table.slots;
     return PLM_OK;
 }
 

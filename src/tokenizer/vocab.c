@@ -110,6 +110,7 @@ static int build_token_table(struct plm_vocab *vocab)
     if (!vocab->table.slots)
         return plm_fail(PLM_ERR_NOMEM, "tokenizer: out of memory for %d tokens", vocab->n_tokens);
     vocab->table.mask = n_slots - 1;
+    vocab->heap_bytes += n_slots * sizeof *vocab->table.slots;
     memset(vocab->table.slots, 0xFF, n_slots * sizeof *vocab->table.slots); /* all -1 */
     for (int32_t id = 0; id < vocab->n_tokens; id++) {
         const struct vocab_token *token = &vocab->tokens[id];
@@ -214,6 +215,7 @@ static int load_tokens(struct plm_vocab *vocab, const struct gguf_file *file)
     vocab->text = malloc(text_bytes + 1);
     if (!vocab->tokens || !vocab->text)
         return plm_fail(PLM_ERR_NOMEM, "tokenizer: out of memory for %d tokens", n);
+    vocab->heap_bytes += (size_t)n * sizeof *vocab->tokens + text_bytes + 1;
 
     uint32_t offset = 0;
     for (int32_t id = 0; id < n; id++) {
@@ -351,6 +353,7 @@ static int build_special_matcher(struct plm_vocab *vocab, bool user_defined_only
         qsort(matcher->lengths, (size_t)n_lengths, sizeof *matcher->lengths,
               compare_lengths_descending);
     matcher->n_lengths = n_lengths;
+    vocab->heap_bytes += (size_t)n_lengths * sizeof *matcher->lengths;
     return PLM_OK;
 }
 
@@ -425,6 +428,7 @@ int vocab_load(const struct gguf_file *file, struct plm_vocab **out)
     struct plm_vocab *vocab = calloc(1, sizeof *vocab);
     if (!vocab)
         return plm_fail(PLM_ERR_NOMEM, "tokenizer: out of memory");
+    vocab->heap_bytes = sizeof *vocab;
     int status = load_vocab(vocab, file);
     if (status) {
         vocab_free(vocab);
@@ -450,6 +454,7 @@ void vocab_free(struct plm_vocab *vocab)
 /* --------------------------------------------------------------- queries */
 
 int vocab_n_tokens(const struct plm_vocab *vocab) { return vocab->n_tokens; }
+size_t vocab_heap_bytes(const struct plm_vocab *vocab) { return vocab->heap_bytes; }
 int32_t vocab_bos(const struct plm_vocab *vocab) { return vocab->bos; }
 int32_t vocab_eos(const struct plm_vocab *vocab) { return vocab->eos; }
 int32_t vocab_eot(const struct plm_vocab *vocab) { return vocab->eot; }

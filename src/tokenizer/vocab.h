@@ -37,6 +37,8 @@ int vocab_load(const struct gguf_file *file, struct plm_vocab **vocab);
 void vocab_free(struct plm_vocab *vocab);
 
 int vocab_n_tokens(const struct plm_vocab *vocab);
+/* Bytes the vocabulary keeps allocated: token texts, hash and merge tables. */
+size_t vocab_heap_bytes(const struct plm_vocab *vocab);
 int32_t vocab_bos(const struct plm_vocab *vocab); /* -1 when absent */
 int32_t vocab_eos(const struct plm_vocab *vocab);
 int32_t vocab_eot(const struct plm_vocab *vocab);

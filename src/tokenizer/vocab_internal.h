@@ -85,6 +85,8 @@ struct plm_vocab {
 
     struct special_matcher special_all;  /* control, user-defined, unknown: parse_special */
     struct special_matcher special_user; /* user-defined only: always matched */
+
+    size_t heap_bytes; /* this struct and every table above: counted where each is allocated */
 };
 
 /* A growing array of token ids. */

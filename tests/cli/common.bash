@@ -4,7 +4,8 @@ set -u
 PLM=${POCKETLM_BIN:?POCKETLM_BIN must point at the pocketlm program}
 SHARED=${POCKETLM_SHARED:-../shared}
 TMP=$(mktemp -d "${POCKETLM_TEST_TMP:-/tmp}/cli.XXXXXX" 2>/dev/null || mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+PIDS=() # background servers, stopped at exit (start_server)
+trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$TMP"' EXIT
 failures=0
 checks=0
 
@@ -41,4 +42,18 @@ need_shared() {
 finish() {
   echo "$checks passed, $failures failed"
   [ "$failures" -eq 0 ]
+}
+
+# start_server NAME COMMAND...: runs a server that prints "listening on
+# http://127.0.0.1:PORT" when ready (pocketlm serve, tests/upstream/stub_server.py);
+# sets PORT and LAST (its pid) and adds it to PIDS. Its output is in $TMP/NAME.out
+# and $TMP/NAME.err.
+start_server() {
+  local name=$1; shift
+  "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  LAST=$!
+  PIDS+=("$LAST")
+  for _ in $(seq 300); do grep -q "^listening on " "$TMP/$name.out" && break; sleep 0.1; done
+  PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$TMP/$name.out")
+  [ -n "$PORT" ] || { fail "$name: no 'listening on' line"; sed 's/^/  stderr: /' "$TMP/$name.err"; finish; exit; }
 }

@@ -14,18 +14,6 @@ command -v curl >/dev/null || { echo "skipping: curl not found"; exit 77; }
 STUB="$(dirname "$0")/../upstream/stub_server.py"
 SECRET="sk-test-$$-0123456789abcdef"
 export PLM_UPSTREAM_TEST_KEY="$SECRET"
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$TMP"' EXIT
-
-# start NAME COMMAND...: runs a server that prints "listening on http://127.0.0.1:PORT"; sets PORT.
-start() {
-  local name=$1; shift
-  "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PIDS+=($!)
-  for _ in $(seq 300); do grep -q "^listening on " "$TMP/$name.out" && break; sleep 0.1; done
-  PORT=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$TMP/$name.out")
-  [ -n "$PORT" ] || { fail "$name: no 'listening on' line"; sed 's/^/  stderr: /' "$TMP/$name.err"; finish; exit; }
-}
 
 # upstream NAME KIND BASE_URL [EXTRA-JSON]: one entry of the policy's "upstreams".
 upstream() {
@@ -44,7 +32,7 @@ answer_is() {
 
 # ------------------------------------------- a real upstream: pocketlm serve
 "$PLM" convert "$SHARED/models/tinystories-656k" -o "$TMP/ts.gguf" >/dev/null 2>&1 || { fail "convert"; finish; exit; }
-start serve "$PLM" serve -m "$TMP/ts.gguf" --port 0 --chat-template chatml -t 1 --api-key "$SECRET" --alias ts
+start_server serve "$PLM" serve -m "$TMP/ts.gguf" --port 0 --chat-template chatml -t 1 --api-key "$SECRET" --alias ts
 SERVE="http://127.0.0.1:$PORT"
 cat >"$TMP/real.json" <<EOF
 {"upstreams": [$(MODEL=ts upstream private openai "$SERVE/v1"),
@@ -89,7 +77,7 @@ expect_stderr "PLM_UNSET_KEY_VAR .*is not set" "the message names the variable"
 kill "${PIDS[0]}"
 
 # ------------------------------------------------------- the stand-in server
-start stub python3 "$STUB" --key "$SECRET" --log "$TMP/stub.log"
+start_server stub python3 "$STUB" --key "$SECRET" --log "$TMP/stub.log"
 S="http://127.0.0.1:$PORT"
 cat >"$TMP/stub.json" <<EOF
 {"upstreams": [

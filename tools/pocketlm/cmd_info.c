@@ -4,13 +4,29 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define MAX_TYPES 32
 
 static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
+/* What this process holds before it loads anything: the program and its shared
+ * libraries. Any program using the library adds its own, so it is not in the
+ * estimate. Read from /proc (Linux, Android), not getrusage: a process's peak
+ * there includes its launcher's memory from before exec. 0 when unknown. */
+static uint64_t process_baseline_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long total_pages, resident_pages;
+    bool parsed = f && fscanf(f, "%llu %llu", &total_pages, &resident_pages) == 2;
+    if (f)
+        fclose(f);
+    long page_size = sysconf(_SC_PAGESIZE);
+    return parsed && page_size > 0 ? resident_pages * (uint64_t)page_size : 0;
+}
+
 static void print_text_info(const char *path, const struct plm_model_info *info, const struct plm_type_stat *stats,
-                            int n_types, int n_ctx, uint64_t session_bytes)
+                            int n_types, int n_ctx, uint64_t session_bytes, uint64_t baseline_bytes)
 {
     printf("file:            %s\n", path);
     printf("name:            %s\n", info->name);
@@ -32,12 +48,19 @@ static void print_text_info(const char *path, const struct plm_model_info *info,
     for (int i = 0; i < n_types; i++)
         printf("  %-6s %4d tensors %12llu weights %10.2f MiB\n", stats[i].type_name, stats[i].n_tensors,
                (unsigned long long)stats[i].n_elements, mib(stats[i].bytes));
-    printf("memory at context %d: %.2f MiB weights (mapped) + %.2f MiB session (KV cache, scratch) = %.2f MiB\n",
-           n_ctx, mib(info->weight_bytes), mib(session_bytes), mib(info->weight_bytes + session_bytes));
+    printf("memory at context %d: %.2f MiB weights (mapped) + %.2f MiB model tables (vocabulary, metadata) + "
+           "%.2f MiB session (KV cache, scratch) = %.2f MiB\n",
+           n_ctx, mib(info->weight_bytes), mib(info->host_bytes), mib(session_bytes),
+           mib(info->weight_bytes + info->host_bytes + session_bytes));
+    if (baseline_bytes)
+        printf("  plus the program itself: pocketlm's code and libraries took %.2f MiB before loading the model\n",
+               mib(baseline_bytes));
+    else
+        printf("  plus the program itself: pocketlm's code and libraries\n");
 }
 
 static void print_json_info(const char *path, const struct plm_model_info *info, const struct plm_type_stat *stats,
-                            int n_types, int n_ctx, uint64_t session_bytes)
+                            int n_types, int n_ctx, uint64_t session_bytes, uint64_t baseline_bytes)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "file", path);
@@ -73,8 +96,10 @@ static void print_json_info(const char *path, const struct plm_model_info *info,
     cJSON *memory = cJSON_AddObjectToObject(root, "memory");
     cJSON_AddNumberToObject(memory, "n_ctx", n_ctx);
     cJSON_AddNumberToObject(memory, "weights_bytes", (double)info->weight_bytes);
+    cJSON_AddNumberToObject(memory, "host_bytes", (double)info->host_bytes);
     cJSON_AddNumberToObject(memory, "session_bytes", (double)session_bytes);
-    cJSON_AddNumberToObject(memory, "total_bytes", (double)(info->weight_bytes + session_bytes));
+    cJSON_AddNumberToObject(memory, "total_bytes", (double)(info->weight_bytes + info->host_bytes + session_bytes));
+    cJSON_AddNumberToObject(memory, "program_bytes", (double)baseline_bytes);
     char *text = cJSON_Print(root);
     printf("%s\n", text);
     free(text);
@@ -106,6 +131,7 @@ int cmd_info(int argc, char **argv)
     struct plm_session_params params = {0};
     if (!parse_kv_type("info", kv_type, &params.kv_type))
         return EXIT_USAGE;
+    uint64_t baseline_bytes = process_baseline_bytes();
     plm_model *model;
     if (plm_model_load(path, &model))
         return report_error("info", plm_last_error());
@@ -116,9 +142,9 @@ int cmd_info(int argc, char **argv)
     params.n_ctx = n_ctx > 0 ? n_ctx : info.n_ctx_train;
     uint64_t session_bytes = plm_session_memory_needed(model, &params);
     if (json)
-        print_json_info(path, &info, stats, n_types, params.n_ctx, session_bytes);
+        print_json_info(path, &info, stats, n_types, params.n_ctx, session_bytes, baseline_bytes);
     else
-        print_text_info(path, &info, stats, n_types, params.n_ctx, session_bytes);
+        print_text_info(path, &info, stats, n_types, params.n_ctx, session_bytes, baseline_bytes);
     plm_model_free(model);
     return EXIT_OK;
 }

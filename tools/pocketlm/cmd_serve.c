@@ -20,6 +20,7 @@ struct serve_options {
     int max_queue;
     uint64_t max_body;
     float shutdown_timeout;
+    struct escalation_options escalation;
 };
 
 /* The model's id in responses: --alias, or the file name without its directory. */
@@ -88,7 +89,7 @@ int cmd_serve(int argc, char **argv)
 {
     struct serve_options o = {.host = "127.0.0.1", .port = 8080, .n_parallel = 1, .max_queue = 16,
                               .max_body = 1u << 20, .shutdown_timeout = 10};
-    struct option table[] = {
+    struct option table[16] = {
         {"-m", "--model", OPT_STRING, &o.model_path, "FILE", "GGUF model file"},
         {"-c", "--ctx-size", OPT_INT, &o.n_ctx, "N", "context of each slot in tokens (default: the model's, at most 4096)"},
         {"-t", "--threads", OPT_INT, &o.n_threads, "N", "threads of each slot (default: all cores)"},
@@ -105,10 +106,12 @@ int cmd_serve(int argc, char **argv)
         {NULL, "--shutdown-timeout", OPT_FLOAT, &o.shutdown_timeout, "SECONDS",
          "on SIGTERM/SIGINT, time given to requests under way before they are cancelled (default 10)"},
     };
+    int n_options = 13;
+    n_options += escalation_option_entries(table + n_options, &o.escalation);
     struct command_spec spec = {"serve", "-m FILE [--host ADDR] [--port N] [--parallel N] [options]",
                                 "Serves the model over HTTP with OpenAI's API: /v1/chat/completions, /v1/completions,\n"
                                 "/v1/models, /health and /metrics. Prints 'listening on http://HOST:PORT' when ready.",
-                                table, (int)(sizeof table / sizeof table[0]), NULL, NULL};
+                                table, n_options, NULL, NULL};
     int rc = parse_options(&spec, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
@@ -121,14 +124,25 @@ int cmd_serve(int argc, char **argv)
                                        .session = {.n_ctx = o.n_ctx, .n_threads = o.n_threads}};
     if (!parse_kv_type("serve", o.kv_type, &params.session.kv_type))
         return EXIT_USAGE;
+    plm_policy *policy;
+    plm_audit *audit;
+    if ((rc = open_escalation("serve", &o.escalation, &policy, &audit)))
+        return rc;
+    params.policy = policy;
+    params.audit = audit;
     plm_model *model;
-    if (plm_model_load(o.model_path, &model))
+    if (plm_model_load(o.model_path, &model)) {
+        plm_audit_close(audit);
+        plm_policy_free(policy);
         return report_error("serve", plm_last_error());
+    }
     struct plm_model_info info;
     plm_model_get_info(model, &info);
     if (params.session.n_ctx == 0)
         params.session.n_ctx = info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
     rc = serve(&o, model, &params);
     plm_model_free(model);
+    plm_audit_close(audit);
+    plm_policy_free(policy);
     return rc;
 }

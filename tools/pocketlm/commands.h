@@ -73,6 +73,27 @@ int tokenize_text(const char *command, plm_model *model, const char *text, size_
 /* Reads a whole file (or a pipe such as /dev/stdin), NUL-terminated; NULL on failure. */
 char *read_text_file(const char *path, size_t *len);
 
+/* --policy FILE and --audit FILE: escalation (docs/escalation.md). */
+struct escalation_options {
+    const char *policy_path; /* NULL: everything stays on the device */
+    const char *audit_path;  /* NULL: plm_audit_default_path */
+};
+int escalation_option_entries(struct option *table, struct escalation_options *e);
+/* Loads the policy and opens (creating) the audit log when --policy was
+ * given; *policy and *audit stay NULL otherwise. Prints the error and returns
+ * EXIT_FAILURE_RUNTIME on failure. */
+int open_escalation(const char *command, const struct escalation_options *e, plm_policy **policy,
+                    plm_audit **audit);
+
+/* run and chat with --policy (policy_answer.c). A plm_consent_callback whose
+ * user is the command's name: shows the redacted conversation on stderr and
+ * reads y/N from the controlling terminal; without one, nothing is sent. */
+bool consent_on_terminal(void *command, const struct plm_upstream *upstream, const char *reason,
+                         const struct plm_chat_message *redacted, int n_messages);
+/* One line on stderr: who answered (the device or an upstream) and why, what
+ * was sent and redacted, the audit entry. */
+void print_route_note(const char *command, const struct plm_answer_result *result);
+
 /* Streams generated text to stdout as it arrives. */
 bool print_text(void *user, const char *text, size_t len);
 

@@ -66,15 +66,16 @@ static int check_budget(const char *command, const struct model_options *opts, p
     }
     struct plm_model_info info;
     plm_model_get_info(model, &info);
-    uint64_t needed = info.weight_bytes + plm_session_memory_needed(model, params);
+    uint64_t model_bytes = info.weight_bytes + info.host_bytes;
+    uint64_t needed = model_bytes + plm_session_memory_needed(model, params);
     if (needed <= budget)
         return EXIT_OK;
     int fits = plm_session_max_ctx(model, params, budget);
     double mib = 1024.0 * 1024.0;
     if (fits == 0)
         fprintf(stderr, "pocketlm %s: the model needs %.1f MiB with a %d-token context, over the budget of %.1f MiB; "
-                        "its weights alone take %.1f MiB, so no context fits (try a smaller quantization)\n",
-                command, needed / mib, params->n_ctx, budget / mib, info.weight_bytes / mib);
+                        "the model alone takes %.1f MiB, so no context fits (try a smaller quantization)\n",
+                command, needed / mib, params->n_ctx, budget / mib, model_bytes / mib);
     else
         fprintf(stderr, "pocketlm %s: the model needs %.1f MiB with a %d-token context, over the budget of %.1f MiB; "
                         "a context of at most %d tokens fits (-c %d)\n",
@@ -214,4 +215,37 @@ int tokenize_text(const char *command, plm_model *model, const char *text, size_
     }
     *tokens = buf;
     return n;
+}
+
+int escalation_option_entries(struct option *table, struct escalation_options *e)
+{
+    table[0] = (struct option){NULL, "--policy", OPT_STRING, &e->policy_path, "FILE",
+                               "escalation policy: upstreams, rules, redaction (docs/escalation.md)"};
+    table[1] = (struct option){NULL, "--audit", OPT_STRING, &e->audit_path, "FILE",
+                               "audit log of what is sent upstream (default: $POCKETLM_HOME/audit.db)"};
+    return 2;
+}
+
+int open_escalation(const char *command, const struct escalation_options *e, plm_policy **policy,
+                    plm_audit **audit)
+{
+    *policy = NULL;
+    *audit = NULL;
+    if (!e->policy_path) {
+        if (e->audit_path)
+            fprintf(stderr, "pocketlm %s: --audit has no effect without --policy\n", command);
+        return EXIT_OK;
+    }
+    if (plm_policy_load(e->policy_path, policy))
+        return report_error(command, plm_last_error());
+    char default_path[4096];
+    const char *path = e->audit_path;
+    if (!path && plm_audit_default_path(default_path, sizeof default_path) == PLM_OK)
+        path = default_path;
+    if (!path || plm_audit_open(path, audit)) {
+        plm_policy_free(*policy);
+        *policy = NULL;
+        return report_error(command, plm_last_error());
+    }
+    return EXIT_OK;
 }
