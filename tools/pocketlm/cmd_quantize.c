@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void print_note(void *user, const char *note)
 {
@@ -17,8 +18,22 @@ static void print_types(void)
         printf("  %-7s %s\n", name, description);
 }
 
-/* The weight budget on a device: its app memory less what a session at the
- * chosen context needs besides the mapped weights (measured on the input). */
+/* The model's heap tables (vocabulary, lookup tables): host_bytes less the
+ * file's metadata section, which the file size the target limits already
+ * holds. The quantized file keeps the input's vocabulary, so the input's
+ * tables are the output's. */
+static uint64_t heap_tables(const char *path, const struct plm_model_info *info)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || (uint64_t)st.st_size < info->weight_bytes)
+        return info->host_bytes;
+    uint64_t metadata = (uint64_t)st.st_size - info->weight_bytes;
+    return info->host_bytes > metadata ? info->host_bytes - metadata : 0;
+}
+
+/* The weight budget on a device: its app memory less what the model's tables
+ * and a session at the chosen context need besides the mapped file (measured
+ * on the input), so that `fit` agrees that the result fits. */
 static int device_target(const char *device_id, const char *devices_path, const char *in_path, int n_ctx,
                          int n_threads, uint64_t *target)
 {
@@ -43,18 +58,19 @@ static int device_target(const char *device_id, const char *devices_path, const 
         .n_threads = n_threads,
     };
     uint64_t session = plm_session_memory_needed(model, &params);
+    uint64_t tables = heap_tables(in_path, &info);
     double mib = 1024.0 * 1024.0;
     int rc = EXIT_OK;
-    if (device->app_memory_bytes <= session) {
-        fprintf(stderr, "pocketlm quantize: %s: a session with a %d-token context needs %.1f MiB, all of the "
-                        "%.1f MiB an app may use (try a smaller -c)\n",
-                device->name, params.n_ctx, session / mib, device->app_memory_bytes / mib);
+    if (device->app_memory_bytes <= session + tables) {
+        fprintf(stderr, "pocketlm quantize: %s: a session with a %d-token context and the model's tables need "
+                        "%.1f MiB, all of the %.1f MiB an app may use (try a smaller -c)\n",
+                device->name, params.n_ctx, (session + tables) / mib, device->app_memory_bytes / mib);
         rc = EXIT_FAILURE_RUNTIME;
     } else {
-        *target = device->app_memory_bytes - session;
+        *target = device->app_memory_bytes - session - tables;
         fprintf(stderr, "pocketlm quantize: %s: %.1f MiB for an app, less %.1f MiB for a session with a "
-                        "%d-token context: target %llu bytes (%.1f MiB)\n",
-                device->name, device->app_memory_bytes / mib, session / mib, params.n_ctx,
+                        "%d-token context and %.1f MiB for the model's tables: target %llu bytes (%.1f MiB)\n",
+                device->name, device->app_memory_bytes / mib, session / mib, params.n_ctx, tables / mib,
                 (unsigned long long)*target, *target / mib);
     }
     plm_model_free(model);
