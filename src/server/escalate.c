@@ -11,7 +11,7 @@
 #include <sys/random.h>
 
 int escalator_init(struct escalator *e, const plm_policy *policy, plm_audit *audit, struct scheduler *scheduler,
-                   int n_ctx, const char *model_name)
+                   int n_ctx, const char *model_name, struct server_metrics *metrics)
 {
     memset(e, 0, sizeof *e);
     if (!policy || !audit)
@@ -23,6 +23,7 @@ int escalator_init(struct escalator *e, const plm_policy *policy, plm_audit *aud
     e->scheduler = scheduler;
     e->n_ctx = n_ctx;
     e->model_name = model_name;
+    e->metrics = metrics;
     pthread_mutex_init(&e->lock, NULL);
     monotonic_cond_init(&e->idle);
     return PLM_OK;
@@ -124,6 +125,7 @@ static enum escalate_result escalate(struct escalator *e, struct job *job, const
     const struct plm_upstream *up = d->upstream;
     const char *rule = policy_trigger_name(e->policy->rules[d->rule].when);
     if (plm_policy_never(e->policy) || up->consent == PLM_CONSENT_NEVER) {
+        metrics_count_escalation(e->metrics, up->name, "refused");
         set_reason(job, d->reason, "the upstream's consent is \"never\"");
         return prompt_fits(e, job) ? ESCALATE_DEVICE : (too_long(e, job, err), ESCALATE_FAILED);
     }
@@ -142,6 +144,7 @@ static enum escalate_result escalate(struct escalator *e, struct job *job, const
         return api_fail(err, 500, "server_error", "", "", "out of memory"), ESCALATE_FAILED;
     }
     if (up->consent == PLM_CONSENT_ASK && strcmp(job->request.consent, token) != 0) {
+        metrics_count_escalation(e->metrics, up->name, "consent_required");
         ask_consent(job, up, rule, sent_json, plm_escalation_redactions(escalation), token);
         free(sent_json);
         plm_escalation_free(escalation);
@@ -276,14 +279,23 @@ static bool fall_back(struct call *c, const char *error)
 static int ended(struct call *c, int rc, const struct plm_upstream_result *r)
 {
     struct job *job = c->job;
-    if (job_cancelled(job))
+    struct server_metrics *metrics = c->escalator->metrics;
+    const char *upstream = plm_escalation_upstream(c->escalation)->name;
+    if (job_cancelled(job)) {
+        metrics_count_escalation(metrics, upstream, "cancelled");
         return job_push_cancelled(job);
-    if (rc == PLM_OK)
+    }
+    if (rc == PLM_OK) {
+        metrics_count_escalation(metrics, upstream, "ok");
         return answered(c, r);
+    }
     char error[256];
     snprintf(error, sizeof error, "%s", plm_last_error());
-    if (!c->text_sent && prompt_fits(c->escalator, job) && fall_back(c, error))
+    if (!c->text_sent && prompt_fits(c->escalator, job) && fall_back(c, error)) {
+        metrics_count_escalation(metrics, upstream, "fallback");
         return 0; /* the scheduler finishes the job */
+    }
+    metrics_count_escalation(metrics, upstream, "error");
     return job_push_error(job, 502, "upstream_error", error);
 }
 

@@ -29,6 +29,7 @@ struct escalator {
     struct scheduler *scheduler;
     int n_ctx;             /* the device's context */
     const char *model_name; /* the device model's id in responses */
+    struct server_metrics *metrics;
     unsigned char consent_key[32];
 
     pthread_mutex_t lock;
@@ -39,7 +40,7 @@ struct escalator {
 };
 
 int escalator_init(struct escalator *e, const plm_policy *policy, plm_audit *audit, struct scheduler *scheduler,
-                   int n_ctx, const char *model_name);
+                   int n_ctx, const char *model_name, struct server_metrics *metrics);
 /* Waits up to grace seconds for the upstream calls under way, then cancels
  * the rest and waits for their threads. */
 void escalator_drain(struct escalator *e, double grace);

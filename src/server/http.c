@@ -649,7 +649,7 @@ int plm_server_start(plm_model *model, const struct plm_server_params *params, p
         server->n_ctx = plm_session_n_ctx(server->scheduler->slots[0].session);
         if (params->policy)
             rc = escalator_init(&server->escalator, params->policy, params->audit, server->scheduler,
-                                server->n_ctx, params->model_name);
+                                server->n_ctx, params->model_name, &server->metrics);
     }
     if (rc == PLM_OK)
         rc = start_daemon(server);

@@ -31,6 +31,20 @@ void metrics_count_request(struct server_metrics *m, const char *route, int stat
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_count_escalation(struct server_metrics *m, const char *upstream, const char *outcome)
+{
+    pthread_mutex_lock(&m->lock);
+    struct escalation_series *e = m->escalations;
+    int i = 0;
+    while (i < m->n_escalation_series && !(strcmp(e[i].upstream, upstream) == 0 && strcmp(e[i].outcome, outcome) == 0))
+        i++;
+    if (i == m->n_escalation_series && i < METRICS_MAX_SERIES)
+        e[m->n_escalation_series++] = (struct escalation_series){upstream, outcome, 0};
+    if (i < m->n_escalation_series)
+        e[i].count++;
+    pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_add_tokens(struct server_metrics *m, int prompt_tokens, int generated_tokens)
 {
     pthread_mutex_lock(&m->lock);
@@ -88,6 +102,11 @@ char *metrics_render(struct server_metrics *m)
     for (int i = 0; i < m->n_series; i++)
         fprintf(out, "pocketlm_requests_total{route=\"%s\",status=\"%d\"} %llu\n", m->requests[i].route,
                 m->requests[i].status, (unsigned long long)m->requests[i].count);
+    fprintf(out, "# HELP pocketlm_escalations_total Requests the policy sent upstream, by upstream and outcome.\n"
+                 "# TYPE pocketlm_escalations_total counter\n");
+    for (int i = 0; i < m->n_escalation_series; i++)
+        fprintf(out, "pocketlm_escalations_total{upstream=\"%s\",outcome=\"%s\"} %llu\n", m->escalations[i].upstream,
+                m->escalations[i].outcome, (unsigned long long)m->escalations[i].count);
     print_value(out, "pocketlm_prompt_tokens_total", "counter", "Prompt tokens processed.", m->prompt_tokens);
     print_value(out, "pocketlm_generated_tokens_total", "counter", "Tokens generated.", m->generated_tokens);
     print_value(out, "pocketlm_queue_depth", "gauge", "Requests waiting for a slot.", (unsigned)m->queue_depth);

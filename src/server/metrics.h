@@ -25,10 +25,20 @@ struct request_series {
     uint64_t count;
 };
 
+/* Requests a policy sent (or meant to send) upstream, by how they ended. */
+struct escalation_series {
+    const char *upstream; /* the policy's name for it (lives as long as the server) */
+    const char *outcome;  /* a static string: "ok", "fallback", "error", "cancelled",
+                             "consent_required", "refused" */
+    uint64_t count;
+};
+
 struct server_metrics {
     pthread_mutex_t lock;
     struct request_series requests[METRICS_MAX_SERIES];
     int n_series;
+    struct escalation_series escalations[METRICS_MAX_SERIES];
+    int n_escalation_series;
     uint64_t prompt_tokens;
     uint64_t generated_tokens;
     int queue_depth;
@@ -42,6 +52,7 @@ void metrics_init(struct server_metrics *m, int n_slots);
 void metrics_destroy(struct server_metrics *m);
 
 void metrics_count_request(struct server_metrics *m, const char *route, int status);
+void metrics_count_escalation(struct server_metrics *m, const char *upstream, const char *outcome);
 void metrics_add_tokens(struct server_metrics *m, int prompt_tokens, int generated_tokens);
 void metrics_set_load(struct server_metrics *m, int queue_depth, int busy_slots);
 void metrics_observe_latency(struct server_metrics *m, double seconds);

@@ -85,7 +85,7 @@ for round in 2 3; do
   for _ in $(seq 500); do [ $(( $(chat_requests_received "$BIG") - already )) -ge 2 ] && break; sleep 0.01; done
   kill -9 "$LAST"; wait "$LAST" 2>/dev/null
   # Let the upstream notice its clients are gone, then count what it received.
-  for _ in $(seq 50); do curl -s "$BIG/metrics" | grep -q '^pocketlm_busy_slots 0' && break; sleep 0.1; done
+  for _ in $(seq 50); do curl -s "$BIG/metrics" | grep -q '^pocketlm_slots_busy 0' && break; sleep 0.1; done
   received=$(( $(chat_requests_received "$BIG") - already ))
   logged=$(requests_in_log)
   echo "round $round: $received requests reached the upstream, $((logged - before)) recorded"

@@ -133,6 +133,17 @@ check "context overflow: the private server answers" \
 post '{"messages":[{"role":"user","content":"once upon a time"}],"max_tokens":6}'
 check "no rule fires: the device" 'j["pocketlm"]["route"] == "device" and j["pocketlm"]["reason"].startswith("no rule fired")'
 
+# ------------------------------------------------------------------ metrics
+curl -s "$DEV/metrics" >"$TMP/metrics"
+python3 - "$TMP/metrics" <<'PY' && pass || { fail "/metrics counts escalations by upstream and outcome"; grep escalations "$TMP/metrics"; }
+import re, sys
+counts = {m[0] + "/" + m[1]: int(m[2]) for m in
+          re.findall(r'^pocketlm_escalations_total\{upstream="([^"]+)",outcome="([^"]+)"\} (\d+)$', open(sys.argv[1]).read(), re.M)}
+want = {"home/ok": 2, "claude/ok": 2, "gemini/ok": 2, "asky/consent_required": 4, "asky/ok": 1,
+        "forbidden/refused": 1, "dead/fallback": 1}
+assert counts == want, counts
+PY
+
 # -------------------------------------------------------------------- audit
 expect_exit 0 "audit verify" -- "$PLM" audit verify --audit "$AUDIT"
 expect_exit 0 "audit list" -- "$PLM" audit list --audit "$AUDIT"
