@@ -81,7 +81,7 @@ for target in $targets; do
     "$(( ${executions:-0} / (elapsed > 0 ? elapsed : 1) ))" "$n_corpus" "$n_findings"
   if ((n_findings > 0)); then
     found=1
-    grep -E "ERROR|invariant|SUMMARY" "$log" | head -5 | sed 's/^/    /'
+    { grep -E "ERROR|invariant|SUMMARY" "$log" || true; } | head -5 | sed 's/^/    /'
     ls "$findings" | sed 's/^/    finding: /'
   fi
 done
