@@ -64,6 +64,7 @@ static plm_model *load_case(const struct model_case *c)
     assert_int_equal(tiny_model_write(path, &spec), PLM_OK);
     plm_model *model;
     assert_int_equal(plm_model_load(path, &model), PLM_OK);
+    remove(path); /* the mapping stays valid */
     return model;
 }
 

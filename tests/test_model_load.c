@@ -147,7 +147,9 @@ static void test_valid_model_loads(void **state)
 {
     (void)state;
     plm_model *model;
-    assert_int_equal(plm_model_load(write_variant(&(struct variant){0}), &model), PLM_OK);
+    const char *path = write_variant(&(struct variant){0});
+    assert_int_equal(plm_model_load(path, &model), PLM_OK);
+    remove(path);
     plm_model_free(model);
 }
 
@@ -229,6 +231,7 @@ static void test_host_bytes_count_what_the_model_keeps(void **state)
         plm_model *model;
         assert_int_equal(plm_model_load(path, &model), PLM_OK);
         size_t heap = heap_in_use() - heap_before;
+        remove(path);
         struct plm_model_info info;
         plm_model_get_info(model, &info);
         assert_int_equal(info.n_vocab, TINY_N_VOCAB + extra_tokens[i]);

@@ -25,9 +25,9 @@ static int setup(void **state)
                                    .n_head_kv = 2, .head_dim = 16, .n_ctx_train = N_CTX, .rope_freq_base = 10000.0f,
                                    .norm_eps = 1e-5f, .weight_type = PLM_TYPE_F32, .seed = 11};
     const char *path = temp_path("scheduler.gguf");
-    if (tiny_model_write(path, &spec) != PLM_OK || plm_model_load(path, &model) != PLM_OK)
-        return -1;
-    return 0;
+    int rc = tiny_model_write(path, &spec) == PLM_OK && plm_model_load(path, &model) == PLM_OK ? 0 : -1;
+    remove(path); /* the mapping stays valid */
+    return rc;
 }
 
 static int teardown(void **state)
