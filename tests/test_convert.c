@@ -1003,6 +1003,18 @@ static void test_hf_errors(void **state)
     expect_convert_error(dir, NULL, NULL, PLM_ERR_FORMAT, "hidden_size");
     write_text_in(dir, "config.json", "{\"architectures\": ");
     expect_convert_error(dir, NULL, NULL, PLM_ERR_FORMAT, "not valid JSON");
+    /* Numbers that are positive as doubles but 0 or infinite as the floats
+     * the model stores (found by fuzzing: the written model did not load). */
+    const char *out_of_float_range[] = {"\"rms_norm_eps\": 1e-50", "\"rope_theta\": 1e50"};
+    for (int i = 0; i < 2; i++) {
+        char config[512];
+        snprintf(config, sizeof config,
+                 "{\"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 12, \"hidden_size\": 16,"
+                 " \"intermediate_size\": 24, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, %s}",
+                 out_of_float_range[i]);
+        write_text_in(dir, "config.json", config);
+        expect_convert_error(dir, NULL, NULL, PLM_ERR_FORMAT, "positive number within float range");
+    }
     src_free(&ckpt);
 
     /* a llama checkpoint with attention biases would be silently wrong: refused */

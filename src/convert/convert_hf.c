@@ -80,9 +80,12 @@ static int config_float(const cJSON *json, const char *key, float def, float *va
         *value = def;
         return PLM_OK;
     }
-    if (!cJSON_IsNumber(item) || !(item->valuedouble > 0) || !isfinite(item->valuedouble))
-        return plm_fail(PLM_ERR_FORMAT, "config.json: \"%s\" must be a positive number", key);
-    *value = (float)item->valuedouble;
+    /* Checked as the float the model stores: 1e-50 would round to 0 and 1e50
+     * to infinity, and the loader refuses both. */
+    float as_float = cJSON_IsNumber(item) ? (float)item->valuedouble : 0.0f;
+    if (!(as_float > 0) || !isfinite(as_float))
+        return plm_fail(PLM_ERR_FORMAT, "config.json: \"%s\" must be a positive number within float range", key);
+    *value = as_float;
     return PLM_OK;
 }
 
