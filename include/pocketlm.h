@@ -657,6 +657,10 @@ const struct plm_upstream *plm_policy_upstream(const plm_policy *policy, int i);
 const struct plm_upstream *plm_policy_find_upstream(const plm_policy *policy, const char *name);
 /* Whether the policy forbids every escalation ("escalation": "never"). */
 bool plm_policy_never(const plm_policy *policy);
+/* Why nothing may be sent to upstream under policy (the policy says
+ * "escalation": "never", or the upstream's consent is "never"), or NULL when
+ * it may be: consent "ask" is the caller's to settle. */
+const char *plm_policy_refusal(const plm_policy *policy, const struct plm_upstream *upstream);
 
 /* PLM_OK if the upstream can be called now (its key's variable is set), else
  * PLM_ERR_ARG with a message naming the variable (never the key). */

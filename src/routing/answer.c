@@ -15,6 +15,7 @@
  */
 #include "engine/session.h"
 #include "routing/policy.h"
+#include "routing/uncertainty.h"
 
 #include "core/error.h"
 
@@ -35,8 +36,7 @@ struct answer {
     struct plm_route_decision decision;
     /* While an uncertain rule waits for the device's first tokens. */
     bool deciding;
-    struct plm_token_uncertainty *tokens;
-    int n_tokens, tokens_cap;
+    struct held_tokens tokens;
     char *held; /* the device's text so far, not yet passed on */
     size_t held_len, held_cap;
     bool text_passed; /* some answer text reached on_text */
@@ -76,8 +76,8 @@ static bool on_device_text(void *user, const char *text, size_t len)
 
 static int route(struct answer *a)
 {
-    a->route.tokens = a->tokens;
-    a->route.n_tokens = a->n_tokens;
+    a->route.tokens = a->tokens.items;
+    a->route.n_tokens = a->tokens.n;
     return plm_route(a->context->policy, &a->route, &a->decision);
 }
 
@@ -98,21 +98,10 @@ static bool on_device_token(void *user, int32_t token, const float *logits)
     struct answer *a = user;
     if (!a->deciding)
         return true;
-    if (a->n_tokens == a->tokens_cap) {
-        int cap = a->tokens_cap ? 2 * a->tokens_cap : 16;
-        struct plm_token_uncertainty *grown = realloc(a->tokens, (size_t)cap * sizeof *grown);
-        if (!grown) {
-            a->rc = plm_fail(PLM_ERR_NOMEM, "answer: out of memory");
-            return false;
-        }
-        a->tokens = grown;
-        a->tokens_cap = cap;
-    }
     int n_vocab = a->session->model->hp.n_vocab;
-    if ((a->rc = plm_token_uncertainty(logits, n_vocab, token, &a->tokens[a->n_tokens])))
+    if ((a->rc = held_tokens_add(&a->tokens, logits, n_vocab, token)))
         return false;
-    a->n_tokens++;
-    if (a->n_tokens < a->decision.first_tokens)
+    if (a->tokens.n < a->decision.first_tokens)
         return true;
     if ((a->rc = route(a)))
         return false;
@@ -175,8 +164,9 @@ static bool device_can_answer(const struct answer *a)
 static const char *consent_refusal(const struct answer *a, const plm_escalation *e)
 {
     const struct plm_upstream *up = a->decision.upstream;
-    if (up->consent == PLM_CONSENT_NEVER)
-        return "its consent is \"never\"";
+    const char *refused = plm_policy_refusal(a->context->policy, up);
+    if (refused)
+        return refused;
     if (up->consent == PLM_CONSENT_ALWAYS)
         return NULL;
     const struct plm_escalation_context *c = a->context;
@@ -284,7 +274,7 @@ int plm_answer(plm_session *session, plm_sampler *sampler, const struct plm_esca
     struct answer a = {.session = session, .sampler = sampler, .context = context, .request = request,
                        .on_text = on_text, .user = user, .result = result};
     int rc = answer(&a);
-    free(a.tokens);
+    held_tokens_free(&a.tokens);
     free(a.held);
     return rc;
 }

@@ -199,16 +199,6 @@ static int restore_result(plm_escalation *e, struct plm_upstream_result *result)
     return PLM_OK;
 }
 
-/* Why the upstream may not be sent anything, or NULL. */
-static const char *refusal(const plm_escalation *e)
-{
-    if (e->policy->never)
-        return "the policy says \"escalation\": \"never\"";
-    if (e->upstream->consent == PLM_CONSENT_NEVER)
-        return "its consent is \"never\"";
-    return NULL;
-}
-
 static enum plm_audit_outcome outcome_of(int rc, const struct plm_upstream_result *result,
                                          enum plm_audit_outcome on_failure)
 {
@@ -225,7 +215,7 @@ int plm_escalation_send(plm_escalation *e, plm_audit *audit, const struct plm_up
     result->prompt_tokens = result->completion_tokens = -1;
     if (!audit)
         return plm_fail(PLM_ERR_ARG, "escalation: no audit log: nothing leaves the device unrecorded");
-    const char *why_not = refusal(e);
+    const char *why_not = plm_policy_refusal(e->policy, e->upstream);
     if (why_not)
         return plm_fail(PLM_ERR_ARG, "escalation: nothing is sent to '%s': %s", e->upstream->name, why_not);
     int rc = plm_restorer_new(e->redactor, &e->restorer);

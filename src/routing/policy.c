@@ -671,6 +671,15 @@ bool plm_policy_never(const plm_policy *policy)
     return policy->never;
 }
 
+const char *plm_policy_refusal(const plm_policy *policy, const struct plm_upstream *upstream)
+{
+    if (policy->never)
+        return "the policy says \"escalation\": \"never\"";
+    if (upstream->consent == PLM_CONSENT_NEVER)
+        return "the upstream's consent is \"never\"";
+    return NULL;
+}
+
 const char *policy_trigger_name(enum policy_trigger when)
 {
     return (int)when >= 0 && (int)when < COUNT(trigger_names) ? trigger_names[when] : "?";

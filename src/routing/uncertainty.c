@@ -54,6 +54,28 @@ double uncertainty_sorted_quantile(double *values, int n, double q)
     return gap_quantile(values, (size_t)n, q);
 }
 
+int held_tokens_add(struct held_tokens *held, const float *logits, int n_vocab, int32_t chosen)
+{
+    if (held->n == held->cap) {
+        int cap = held->cap ? 2 * held->cap : 16;
+        struct plm_token_uncertainty *grown = realloc(held->items, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return plm_fail(PLM_ERR_NOMEM, "out of memory holding the answer's first tokens");
+        held->items = grown;
+        held->cap = cap;
+    }
+    int rc = plm_token_uncertainty(logits, n_vocab, chosen, &held->items[held->n]);
+    if (rc == PLM_OK)
+        held->n++;
+    return rc;
+}
+
+void held_tokens_free(struct held_tokens *held)
+{
+    free(held->items);
+    *held = (struct held_tokens){0};
+}
+
 static double measure(const struct plm_token_uncertainty *token, bool entropy)
 {
     return entropy ? token->entropy : token->prob;

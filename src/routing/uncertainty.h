@@ -14,4 +14,18 @@
  * type 7). n >= 1. */
 double uncertainty_sorted_quantile(double *values, int n, double q);
 
+/* The first tokens of an answer, measured as they are sampled while an
+ * "uncertain" rule waits for them (plm_answer, the server's slots). A zeroed
+ * struct is empty; n = 0 empties it for the next answer, keeping the array. */
+struct held_tokens {
+    struct plm_token_uncertainty *items; /* [cap] */
+    int n, cap;
+};
+
+/* Measures the token chosen from logits (plm_token_uncertainty) and appends
+ * it. PLM_ERR_NOMEM or plm_token_uncertainty's error, message set; nothing is
+ * appended then. */
+int held_tokens_add(struct held_tokens *held, const float *logits, int n_vocab, int32_t chosen);
+void held_tokens_free(struct held_tokens *held);
+
 #endif

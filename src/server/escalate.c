@@ -124,9 +124,10 @@ static enum escalate_result escalate(struct escalator *e, struct job *job, const
 {
     const struct plm_upstream *up = d->upstream;
     const char *rule = policy_trigger_name(e->policy->rules[d->rule].when);
-    if (plm_policy_never(e->policy) || up->consent == PLM_CONSENT_NEVER) {
+    const char *refusal = plm_policy_refusal(e->policy, up);
+    if (refusal) {
         metrics_count_escalation(e->metrics, up->name, "refused");
-        set_reason(job, d->reason, "the upstream's consent is \"never\"");
+        set_reason(job, d->reason, refusal);
         return prompt_fits(e, job) ? ESCALATE_DEVICE : (too_long(e, job, err), ESCALATE_FAILED);
     }
     struct plm_chat_message one;

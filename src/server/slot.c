@@ -35,7 +35,7 @@ void slot_free(struct slot *slot)
     plm_session_free(slot->session);
     free(slot->cached);
     free(slot->logprobs);
-    free(slot->held);
+    held_tokens_free(&slot->held);
     text_stream_free(&slot->text);
     plm_sampler_free(slot->sampler);
     memset(slot, 0, sizeof *slot);
@@ -67,7 +67,7 @@ static bool end_job(struct slot *slot, int status)
     slot->n_logprobs = slot->n_logprobs_sent = 0;
     slot->generating = false;
     slot->n_generated = 0;
-    slot->n_held = 0;
+    slot->held.n = 0;
     return true;
 }
 
@@ -194,7 +194,7 @@ static bool decide_route(struct slot *slot, bool done)
     struct job *job = slot->job;
     struct api_error err;
     enum escalate_result route =
-        escalator_route_tokens(job->escalator, job, slot->held, slot->n_held, done, &err);
+        escalator_route_tokens(job->escalator, job, slot->held.items, slot->held.n, done, &err);
     if (route == ESCALATE_TAKEN)
         return end_job(slot, 0);
     if (route == ESCALATE_FAILED)
@@ -206,18 +206,9 @@ static bool decide_route(struct slot *slot, bool done)
 /* Measures a token sampled while holding; true when the job has left the slot. */
 static bool hold_token(struct slot *slot, const float *logits, int32_t token)
 {
-    if (slot->n_held == slot->held_cap) {
-        int cap = slot->held_cap ? 2 * slot->held_cap : 16;
-        struct plm_token_uncertainty *grown = realloc(slot->held, (size_t)cap * sizeof *grown);
-        if (!grown)
-            return end_with_error(slot, 500, "server_error", "out of memory");
-        slot->held = grown;
-        slot->held_cap = cap;
-    }
-    if (plm_token_uncertainty(logits, slot->n_vocab, token, &slot->held[slot->n_held]))
+    if (held_tokens_add(&slot->held, logits, slot->n_vocab, token))
         return end_with_error(slot, 500, "server_error", plm_last_error());
-    slot->n_held++;
-    return slot->n_held >= slot->job->hold_tokens && decide_route(slot, false);
+    return slot->held.n >= slot->job->hold_tokens && decide_route(slot, false);
 }
 
 /* The answer ends here: a rule still waiting judges the tokens there are. */

@@ -15,6 +15,7 @@
 #include "server/logprob.h"
 #include "server/metrics.h"
 #include "engine/text_stream.h"
+#include "routing/uncertainty.h"
 
 /* Prompt tokens decoded per turn: long prompts proceed in batches, so the other
  * slots' streams keep moving meanwhile. */
@@ -37,8 +38,7 @@ struct slot {
     struct text_stream text;
     struct token_logprob *logprobs;
     int n_logprobs, logprobs_cap, n_logprobs_sent;
-    struct plm_token_uncertainty *held; /* the first tokens, while an "uncertain" rule waits for them */
-    int n_held, held_cap;
+    struct held_tokens held; /* the first tokens, while an "uncertain" rule waits for them */
     bool decode_pending;    /* next_token is sampled and sent; its decode is the scheduler's */
     int32_t next_token;
 };

@@ -15,17 +15,6 @@ static int show_request(void *user, const struct plm_upstream *upstream, int att
     return PLM_OK;
 }
 
-/* Why this upstream may not be asked, or NULL. The command line is the user's
- * consent for "ask"; "never" and a policy that forbids escalation still hold. */
-static const char *refusal(const plm_policy *policy, const struct plm_upstream *upstream)
-{
-    if (plm_policy_never(policy))
-        return "the policy says \"escalation\": \"never\"";
-    if (upstream->consent == PLM_CONSENT_NEVER)
-        return "its consent is \"never\": nothing is sent to it";
-    return NULL;
-}
-
 static void print_summary(const struct plm_upstream *upstream, const struct plm_upstream_result *r)
 {
     fprintf(stderr, "pocketlm ask: upstream '%s' (%s): HTTP %d, %d attempt%s, sent %llu bytes, received %llu bytes",
@@ -45,7 +34,9 @@ static int ask(const plm_policy *policy, const char *upstream_name, struct plm_u
                                                         : plm_policy_upstream(policy, 0);
     if (!upstream)
         return report_error("ask", plm_last_error());
-    const char *why_not = refusal(policy, upstream);
+    /* The command line is the user's consent for "ask"; "never" and a policy
+     * that forbids escalation still hold. */
+    const char *why_not = plm_policy_refusal(policy, upstream);
     if (why_not) {
         fprintf(stderr, "pocketlm ask: upstream '%s' is not asked: %s\n", upstream->name, why_not);
         return EXIT_FAILURE_RUNTIME;
