@@ -21,6 +21,7 @@
 
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize_activations.h"
+#include "kernels/x86_shared.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
 
@@ -291,10 +292,8 @@ AVX2_INLINE struct k_block_factors k_block_factors(int type, const uint8_t *bloc
     }
     case PLM_TYPE_Q3_K: {
         const struct plm_block_q3_K *q3 = (const struct plm_block_q3_K *)block;
-        int8_t scales[16];
-        plm_unpack_q3_K_scales(q3->scales, scales);
         f.d = f.offset_d = half_to_float(q3->d);
-        f.sub_scales = _mm_loadu_si128((const __m128i *)scales);
+        f.sub_scales = plm_q3_K_scales_x86(q3->scales);
         f.offset_coefs = _mm256_slli_epi16(_mm256_cvtepi8_epi16(f.sub_scales), 2); /* 4 s */
         break;
     }

@@ -39,6 +39,7 @@
 
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize_activations.h"
+#include "kernels/x86_shared.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
 
@@ -317,10 +318,8 @@ AVX512_INLINE struct k_block_factors k_block_factors(int type, const uint8_t *bl
     }
     case PLM_TYPE_Q3_K: {
         const struct plm_block_q3_K *q3 = (const struct plm_block_q3_K *)block;
-        int8_t scales[16];
-        plm_unpack_q3_K_scales(q3->scales, scales);
         f.d = f.offset_d = half_to_float(q3->d);
-        scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        scales16 = _mm256_cvtepi8_epi16(plm_q3_K_scales_x86(q3->scales));
         f.offset_coefs = _mm256_slli_epi16(scales16, 2); /* 4 s */
         break;
     }
