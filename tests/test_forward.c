@@ -755,6 +755,27 @@ static void test_engine_matches_reference(void **state)
         run_type(&type_cases[i]);
 }
 
+/* Products of one input in different types, as in llama.cpp's Q4_K_M files
+ * (attn_v and some ffn tensors a step up): the engine runs q and k as one
+ * step and v as another, and gate and up apart, and must still match. */
+static void test_engine_mixed_types_match_reference(void **state)
+{
+    (void)state;
+    struct tiny_model_spec spec = small_spec("llama", PLM_TYPE_Q4_0);
+    struct tiny_model model;
+    assert_int_equal(tiny_model_build(&spec, &model), PLM_OK);
+    for (int i = 0; i < model.n_tensors; i++)
+        if (strstr(model.tensors[i].name, "attn_v.weight") || strstr(model.tensors[i].name, "ffn_up.weight"))
+            model.tensors[i].type = PLM_TYPE_Q8_0;
+    const char *path = temp_path("mixed.gguf");
+    assert_int_equal(tiny_model_save(&model, path), PLM_OK);
+    tiny_model_free(&model);
+    int32_t tokens[N_TEST_TOKENS];
+    test_tokens(tokens, N_TEST_TOKENS, 9);
+    check_engine("Q4_0, attn_v and ffn_up Q8_0", path, tokens, N_TEST_TOKENS, 3);
+    remove(path);
+}
+
 /* ------------------------------------------------------------ real models */
 
 struct real_model {
@@ -952,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_support_rejects_bad_input),
         cmocka_unit_test(test_bugs_exceed_tolerance),
         cmocka_unit_test(test_engine_matches_reference),
+        cmocka_unit_test(test_engine_mixed_types_match_reference),
         cmocka_unit_test(test_real_models_match_reference),
         cmocka_unit_test(test_real_models_perplexity),
     };

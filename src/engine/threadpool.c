@@ -11,6 +11,26 @@
 
 /* How long a worker spins for the next step before it sleeps. */
 #define SPIN_ROUNDS 20000
+/* Spinning threads give up the core once in this many rounds, in case a
+ * thread they wait for is waiting for one. Not every round: a system call
+ * costs microseconds in a virtual machine, and a step of a small matrix
+ * takes only a few. */
+#define SPINS_PER_YIELD 1024
+
+/* One round of a spin loop: tells the core this thread is only waiting, so
+ * it runs the other hyperthread (or saves power), then yields now and then. */
+static void spin_pause(int round)
+{
+    if (round % SPINS_PER_YIELD == SPINS_PER_YIELD - 1) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 
 /*
  * The claim word packs the step's generation (bits 32-63), its number of
@@ -70,8 +90,7 @@ static unsigned wait_for_step(struct plm_threadpool *pool, unsigned seen)
         unsigned now = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (now != seen)
             return now;
-        if (i % 64 == 63)
-            sched_yield();
+        spin_pause(i);
     }
     pthread_mutex_lock(&pool->lock);
     pool->n_sleeping++;
@@ -177,7 +196,6 @@ void threadpool_run(struct plm_threadpool *pool, threadpool_task task, void *arg
     atomic_fetch_sub(&pool->in_flight, 1);
     /* Every chunk is claimed; wait for the ones still running elsewhere,
      * yielding now and then in case their thread is waiting for a core. */
-    for (int i = 1; atomic_load(&pool->in_flight) > 0; i++)
-        if (i % 64 == 0)
-            sched_yield();
+    for (int i = 0; atomic_load(&pool->in_flight) > 0; i++)
+        spin_pause(i);
 }

@@ -16,10 +16,13 @@
 #include <math.h>
 #include <string.h>
 
+/* Products of one input: y[i] = w[i] x for i < n, the matrices all of one
+ * type, so the input is prepared once. */
 struct matmul_job {
-    const struct plm_matrix *w;
+    int n;
+    const struct plm_matrix *w[3];
+    float *y[3];
     const struct plm_activations *xq;
-    float *y;
 };
 
 /* Chunks of a step: one per thread, of at least `grain` items. Threads claim
@@ -32,31 +35,73 @@ static int chunk_count(const struct plm_session *s, int64_t n_items, int64_t gra
     return n < 1 ? 1 : n > n_threads ? (int)n_threads : (int)n;
 }
 
-/* Rows [begin, end) of y = W x for every token: chunk `chunk` of n_chunks, in
- * runs of PLM_ROW_GRAIN rows, written straight into y. */
+/* Chunk `chunk` of n_chunks of rows [0, n_rows), in whole runs of
+ * PLM_ROW_GRAIN rows. */
+static void chunk_rows(int64_t n_rows, int chunk, int n_chunks, int64_t *begin, int64_t *end)
+{
+    int64_t per_chunk = (n_rows + n_chunks - 1) / n_chunks;
+    per_chunk = (per_chunk + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
+    *begin = chunk * per_chunk < n_rows ? chunk * per_chunk : n_rows;
+    *end = *begin + per_chunk < n_rows ? *begin + per_chunk : n_rows;
+}
+
+static int64_t total_rows(const struct matmul_job *job)
+{
+    int64_t rows = 0;
+    for (int i = 0; i < job->n; i++)
+        rows += job->w[i]->n_out;
+    return rows;
+}
+
+/* A chunk of the job's rows, the matrices' rows counted one after the
+ * other, written straight into each y. */
 static void matmul_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     (void)thread;
     const struct matmul_job *job = arg;
-    const struct plm_matrix *w = job->w;
-    int64_t per_chunk = (w->n_out + n_chunks - 1) / n_chunks;
-    per_chunk = (per_chunk + PLM_ROW_GRAIN - 1) / PLM_ROW_GRAIN * PLM_ROW_GRAIN;
-    int64_t begin = chunk * per_chunk;
-    int64_t end = begin + per_chunk < w->n_out ? begin + per_chunk : w->n_out;
-    plm_matmul_prepared(w, job->xq, job->y, begin, end);
+    int64_t begin, end;
+    chunk_rows(total_rows(job), chunk, n_chunks, &begin, &end);
+    int64_t first_row = 0; /* of matrix i */
+    for (int i = 0; i < job->n; first_row += job->w[i]->n_out, i++) {
+        int64_t from = begin - first_row, to = end - first_row, n_out = job->w[i]->n_out;
+        if (from < n_out && to > 0)
+            plm_matmul_prepared(job->w[i], job->xq, job->y[i], from > 0 ? from : 0, to < n_out ? to : n_out);
+    }
 }
 
-/* y = W x for n_tokens tokens. The activations are quantized once, here, in
- * the session's scratch; the threads then share them. */
+static struct plm_activations prepare(const struct plm_session *s, const struct plm_matrix *w, const float *x,
+                                      int n_tokens)
+{
+    struct plm_activations xq;
+    plm_prepare_activations(w->type, x, w->n_in, n_tokens, s->activations, s->activations_bytes, &xq);
+    return xq;
+}
+
+/* y[i] = w[i] x for n_tokens tokens and i < n (at most 3). Matrices of one
+ * type run as one parallel step over all their rows: the activations are
+ * quantized once, in the session's scratch, and the threads meet once. */
+static void matmul_shared_input(const struct plm_session *s, const struct plm_matrix *const *w, float *const *y,
+                                int n, const float *x, int n_tokens)
+{
+    for (int first = 0, next; first < n; first = next) {
+        struct matmul_job job = {.n = 0};
+        for (next = first; next < n && w[next]->type == w[first]->type; next++) {
+            if (s->observe_matmul)
+                s->observe_matmul(s->observe_user, w[next], x, n_tokens);
+            job.w[job.n] = w[next];
+            job.y[job.n++] = y[next];
+        }
+        struct plm_activations xq = prepare(s, w[first], x, n_tokens);
+        job.xq = &xq;
+        threadpool_run(s->pool, matmul_chunk, &job, chunk_count(s, total_rows(&job), PLM_ROW_GRAIN));
+    }
+}
+
+/* y = W x for n_tokens tokens. */
 static void matmul(const struct plm_session *s, const struct plm_matrix *w, const float *x, float *y,
                    int n_tokens)
 {
-    if (s->observe_matmul)
-        s->observe_matmul(s->observe_user, w, x, n_tokens);
-    struct plm_activations xq;
-    plm_prepare_activations(w->type, x, w->n_in, n_tokens, s->activations, s->activations_bytes, &xq);
-    struct matmul_job job = {w, &xq, y};
-    threadpool_run(s->pool, matmul_chunk, &job, chunk_count(s, w->n_out, PLM_ROW_GRAIN));
+    matmul_shared_input(s, &w, &y, 1, x, n_tokens);
 }
 
 /* out = x / sqrt(mean(x^2) + eps) * weight, for each of n_rows rows of n. */
@@ -146,9 +191,9 @@ static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int 
 {
     const struct plm_hparams *hp = &s->model->hp;
     int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
-    matmul(s, &l->wq, s->xb, s->q, n_tokens);
-    matmul(s, &l->wk, s->xb, s->k, n_tokens);
-    matmul(s, &l->wv, s->xb, s->v, n_tokens);
+    const struct plm_matrix *w[3] = {&l->wq, &l->wk, &l->wv};
+    float *y[3] = {s->q, s->k, s->v};
+    matmul_shared_input(s, w, y, 3, s->xb, n_tokens);
     if (l->bq) {
         add_bias_rows(s->q, l->bq, n_tokens, q_dim);
         add_bias_rows(s->k, l->bk, n_tokens, kv_dim);
@@ -249,18 +294,54 @@ static void add_rows(float *x, const float *delta, size_t n)
         x[i] += delta[i];
 }
 
+/* gate = silu(gate) * up on rows [begin, end) of every token's n_ff. */
+static void swiglu_rows(float *gate, const float *up, int n_tokens, int64_t n_ff, int64_t begin, int64_t end)
+{
+    for (int t = 0; t < n_tokens; t++)
+        for (int64_t i = (int64_t)t * n_ff + begin; i < (int64_t)t * n_ff + end; i++) {
+            float g = gate[i];
+            gate[i] = g / (1.0f + expf(-g)) * up[i];
+        }
+}
+
+/* The same rows of the gate and up products, then their SwiGLU: the
+ * threads meet once for all three, and the SwiGLU is split as well. */
+static void gate_up_chunk(void *arg, int chunk, int n_chunks, int thread)
+{
+    (void)thread;
+    const struct matmul_job *job = arg;
+    int64_t begin, end, n_ff = job->w[0]->n_out;
+    chunk_rows(n_ff, chunk, n_chunks, &begin, &end);
+    plm_matmul_prepared(job->w[0], job->xq, job->y[0], begin, end);
+    plm_matmul_prepared(job->w[1], job->xq, job->y[1], begin, end);
+    swiglu_rows(job->y[0], job->y[1], job->xq->n_tokens, n_ff, begin, end);
+}
+
+/* ffn_gate = silu(W_gate xb) * (W_up xb). */
+static void gate_up(struct plm_session *s, const struct plm_layer *l, int n_tokens)
+{
+    int64_t n_ff = s->model->hp.n_ff;
+    if (l->w_gate.type != l->w_up.type) { /* two preparations of xb: two steps */
+        matmul(s, &l->w_gate, s->xb, s->ffn_gate, n_tokens);
+        matmul(s, &l->w_up, s->xb, s->ffn_up, n_tokens);
+        swiglu_rows(s->ffn_gate, s->ffn_up, n_tokens, n_ff, 0, n_ff);
+        return;
+    }
+    if (s->observe_matmul) {
+        s->observe_matmul(s->observe_user, &l->w_gate, s->xb, n_tokens);
+        s->observe_matmul(s->observe_user, &l->w_up, s->xb, n_tokens);
+    }
+    struct plm_activations xq = prepare(s, &l->w_gate, s->xb, n_tokens);
+    struct matmul_job job = {2, {&l->w_gate, &l->w_up}, {s->ffn_gate, s->ffn_up}, &xq};
+    threadpool_run(s->pool, gate_up_chunk, &job, chunk_count(s, n_ff, PLM_ROW_GRAIN));
+}
+
 /* SwiGLU: x += W_down (silu(W_gate h) * (W_up h)), h = rmsnorm(x). */
 static void feed_forward(struct plm_session *s, const struct plm_layer *l, int n_tokens)
 {
     const struct plm_hparams *hp = &s->model->hp;
     rmsnorm_rows(s->xb, s->x, l->ffn_norm, n_tokens, hp->n_embd, hp->norm_eps);
-    matmul(s, &l->w_gate, s->xb, s->ffn_gate, n_tokens);
-    matmul(s, &l->w_up, s->xb, s->ffn_up, n_tokens);
-    size_t n = (size_t)n_tokens * hp->n_ff;
-    for (size_t i = 0; i < n; i++) {
-        float g = s->ffn_gate[i];
-        s->ffn_gate[i] = g / (1.0f + expf(-g)) * s->ffn_up[i];
-    }
+    gate_up(s, l, n_tokens);
     matmul(s, &l->w_down, s->ffn_gate, s->xb, n_tokens);
     add_rows(s->x, s->xb, (size_t)n_tokens * hp->n_embd);
 }
