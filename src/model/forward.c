@@ -229,6 +229,24 @@ static void softmax(float *x, int n)
         x[i] /= sum;
 }
 
+/* a . b over n floats, in eight interleaved partial sums: independent chains
+ * the compiler turns into vector lanes, where one running sum would wait for
+ * the previous addition at every element. */
+static float dot(const float *a, const float *b, int n)
+{
+    float partial[8] = {0.0f};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            partial[k] += a[i + k] * b[i + k];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int k = 0; k < 8; k++)
+        sum += partial[k];
+    return sum;
+}
+
 /* Causal attention of one query head of token t over the positions 0..pos of
  * its session's cache. Query head h reads key/value head h / (n_head /
  * n_head_kv). scores holds n_ctx floats and tmp head_dim, both private to the
@@ -245,10 +263,7 @@ static void attend(const struct plm_session *s, const struct batch_row *row, int
     const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
     for (int j = 0; j <= pos; j++) {
         const float *key = cache_head(owner, cache_row(owner->key_cache, owner, layer, j), kv_head, tmp);
-        float dot = 0.0f;
-        for (int i = 0; i < head_dim; i++)
-            dot += query[i] * key[i];
-        scores[j] = dot * scale;
+        scores[j] = dot(query, key, head_dim) * scale;
     }
     softmax(scores, pos + 1);
     float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
@@ -268,14 +283,38 @@ struct attention_job {
     int n_tokens;
 };
 
+/* The work of one (token, head) item: the positions its query reads, plus
+ * a fixed share for the rest (the softmax, the output row). */
+static int64_t item_work(const struct batch_row *row) { return row->pos + 1 + 16; }
+
+/* The first (token, head) item of chunk `chunk` of n_chunks, the items split
+ * so that every chunk has about the same work: in a prompt the last tokens
+ * read hundreds of positions and the first a few, so equal numbers of items
+ * left one thread with three times the other's work. */
+static int first_item(const struct attention_job *job, int chunk, int n_chunks)
+{
+    int n_head = job->s->model->hp.n_head;
+    int64_t total = 0;
+    for (int t = 0; t < job->n_tokens; t++)
+        total += item_work(&job->rows[t]) * n_head;
+    int64_t target = total * chunk / n_chunks, before = 0;
+    for (int t = 0; t < job->n_tokens; t++) {
+        int64_t work = item_work(&job->rows[t]);
+        if (before + work * n_head > target) /* the chunk starts within token t */
+            return t * n_head + (int)((target - before + work - 1) / work);
+        before += work * n_head;
+    }
+    return job->n_tokens * n_head;
+}
+
 /* A chunk of the (token, head) pairs, with the running thread's score buffer. */
 static void attention_chunk(void *arg, int chunk, int n_chunks, int thread)
 {
     const struct attention_job *job = arg;
-    int n_head = job->s->model->hp.n_head, n_items = job->n_tokens * n_head;
+    int n_head = job->s->model->hp.n_head;
     float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
     float *tmp = job->s->kv_head + (size_t)thread * job->s->model->hp.head_dim;
-    int begin = (int)((int64_t)n_items * chunk / n_chunks), end = (int)((int64_t)n_items * (chunk + 1) / n_chunks);
+    int begin = first_item(job, chunk, n_chunks), end = first_item(job, chunk + 1, n_chunks);
     for (int i = begin; i < end; i++) {
         int t = i / n_head;
         attend(job->s, &job->rows[t], job->layer, t, i % n_head, scores, tmp);
