@@ -59,6 +59,12 @@ void plm_prepare_activations(int type, const float *x, int64_t n_in, int n_token
 void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
                          int64_t row_begin, int64_t row_end);
 
+/* a . b over n floats. Eight interleaved partial sums: independent chains
+ * the compiler keeps in vector lanes without reordering any single sum,
+ * where one running sum would wait for the previous addition at every
+ * element. */
+float plm_dot_f32(const float *a, const float *b, int n);
+
 /* Dot product of one weight row (n elements of type) with n floats. */
 float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n);
 

@@ -20,9 +20,7 @@
  * 32-element blocks too), 4 KiB of stack. */
 #define CHUNK 1024
 
-/* Dot product of two float vectors. Eight partial sums let the compiler keep
- * them in one vector register without reordering any single sum. */
-static float dot_f32(const float *a, const float *b, int n)
+float plm_dot_f32(const float *a, const float *b, int n)
 {
     float partial[8] = {0};
     int i = 0;
@@ -50,7 +48,7 @@ static void dot_row_with_tokens(int type, const void *row, int64_t n, const floa
         /* start is a multiple of CHUNK, hence of the block size. */
         plm_dequantize_row(type, (const uint8_t *)row + plm_row_bytes(type, start), chunk, len);
         for (int t = 0; t < n_tokens; t++)
-            out[t * out_stride] += dot_f32(chunk, x + t * n + start, len);
+            out[t * out_stride] += plm_dot_f32(chunk, x + t * n + start, len);
     }
 }
 

@@ -229,24 +229,6 @@ static void softmax(float *x, int n)
         x[i] /= sum;
 }
 
-/* a . b over n floats, in eight interleaved partial sums: independent chains
- * the compiler turns into vector lanes, where one running sum would wait for
- * the previous addition at every element. */
-static float dot(const float *a, const float *b, int n)
-{
-    float partial[8] = {0.0f};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            partial[k] += a[i + k] * b[i + k];
-    float sum = 0.0f;
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    for (int k = 0; k < 8; k++)
-        sum += partial[k];
-    return sum;
-}
-
 /* Causal attention of one query head of token t over the positions 0..pos of
  * its session's cache. Query head h reads key/value head h / (n_head /
  * n_head_kv). scores holds n_ctx floats and tmp head_dim, both private to the
@@ -263,7 +245,7 @@ static void attend(const struct plm_session *s, const struct batch_row *row, int
     const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
     for (int j = 0; j <= pos; j++) {
         const float *key = cache_head(owner, cache_row(owner->key_cache, owner, layer, j), kv_head, tmp);
-        scores[j] = dot(query, key, head_dim) * scale;
+        scores[j] = plm_dot_f32(query, key, head_dim) * scale;
     }
     softmax(scores, pos + 1);
     float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
