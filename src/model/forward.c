@@ -263,6 +263,7 @@ struct attention_job {
     const struct batch_row *rows;
     int layer;
     int n_tokens;
+    int64_t total_work; /* of all the items, as item_work counts it */
 };
 
 /* The work of one (token, head) item: the positions its query reads, plus
@@ -276,10 +277,7 @@ static int64_t item_work(const struct batch_row *row) { return row->pos + 1 + 16
 static int first_item(const struct attention_job *job, int chunk, int n_chunks)
 {
     int n_head = job->s->model->hp.n_head;
-    int64_t total = 0;
-    for (int t = 0; t < job->n_tokens; t++)
-        total += item_work(&job->rows[t]) * n_head;
-    int64_t target = total * chunk / n_chunks, before = 0;
+    int64_t target = job->total_work * chunk / n_chunks, before = 0;
     for (int t = 0; t < job->n_tokens; t++) {
         int64_t work = item_work(&job->rows[t]);
         if (before + work * n_head > target) /* the chunk starts within token t */
@@ -305,8 +303,11 @@ static void attention_chunk(void *arg, int chunk, int n_chunks, int thread)
 
 static void attention(struct plm_session *s, int layer, const struct batch_row *rows, int n_tokens)
 {
-    struct attention_job job = {s, rows, layer, n_tokens};
-    threadpool_run(s->pool, attention_chunk, &job, chunk_count(s, (int64_t)n_tokens * s->model->hp.n_head, 1));
+    int n_head = s->model->hp.n_head;
+    struct attention_job job = {s, rows, layer, n_tokens, 0};
+    for (int t = 0; t < n_tokens; t++)
+        job.total_work += item_work(&rows[t]) * n_head;
+    threadpool_run(s->pool, attention_chunk, &job, chunk_count(s, (int64_t)n_tokens * n_head, 1));
 }
 
 static void add_rows(float *x, const float *delta, size_t n)
