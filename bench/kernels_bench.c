@@ -25,6 +25,7 @@
  *      all types and 5 rounds by default)
  */
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 #include "tensor/types.h"
 
 #include <math.h>
@@ -115,23 +116,43 @@ static uint8_t *make_weights(int type, int64_t n_in, int64_t n_out, int n_copies
 }
 
 /* Seconds per product: products over the copies in turn for
- * MEASURE_SECONDS, after one warm-up pass. */
+ * MEASURE_SECONDS, after one warm-up pass. A packed matrix's copies follow
+ * each other in w.packed as the stored ones do in w.data. */
 static double seconds_per_product(enum plm_isa isa, struct plm_matrix w, int n_copies,
                                   const float *x, float *y, int n_tokens)
 {
-    const uint8_t *first = w.data;
+    const uint8_t *first = w.data, *first_packed = w.packed;
     const size_t matrix_bytes = plm_row_bytes(w.type, w.n_in) * (size_t)w.n_out;
+    const size_t packed_bytes = plm_packed_size(&w);
     plm_matmul_with_isa(isa, &w, x, y, n_tokens);
     long products = 0;
     const double start = now_seconds();
     double elapsed;
     do {
         w.data = first + (size_t)(products % n_copies) * matrix_bytes;
+        if (first_packed)
+            w.packed = first_packed + (size_t)(products % n_copies) * packed_bytes;
         plm_matmul_with_isa(isa, &w, x, y, n_tokens);
         products++;
         elapsed = now_seconds() - start;
     } while (elapsed < MEASURE_SECONDS);
     return elapsed / (double)products;
+}
+
+/* n_copies copies of w packed, one after the other. */
+static uint8_t *make_packed(const struct plm_matrix *w, int n_copies)
+{
+    const size_t packed_bytes = plm_packed_size(w);
+    /* 64-byte aligned, as the model loader allocates them. */
+    uint8_t *packed = aligned_alloc(64, (packed_bytes * (size_t)n_copies + 63) / 64 * 64);
+    if (!packed) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", packed_bytes * (size_t)n_copies);
+        exit(1);
+    }
+    plm_pack_rows(w, packed, 0, plm_packed_groups(w));
+    for (int c = 1; c < n_copies; c++)
+        memcpy(packed + (size_t)c * packed_bytes, packed, packed_bytes);
+    return packed;
 }
 
 static int compare_doubles(const void *a, const void *b)
@@ -238,6 +259,47 @@ static void measure_limits(double *bandwidth)
 #endif
 }
 
+/* One kernel to measure: an instruction set's, on the matrix as stored or
+ * packed. */
+struct variant {
+    enum plm_isa isa;
+    double peak_ops; /* the instruction set's peak int8 rate, 0 if unknown */
+    const uint8_t *packed; /* the packed copies, or NULL */
+};
+
+/* Measures the variants in turn, rounds times, and prints a table row for
+ * each, with its speed-up over the next row. */
+static void print_variants(struct plm_matrix w, int n_copies, const struct variant *variants,
+                           int n_variants, int rounds, const float *x, float *y, double bandwidth)
+{
+    const size_t matrix_bytes = plm_row_bytes(w.type, w.n_in) * (size_t)w.n_out;
+    double decode[2 * N_SIMD_ISAS][MAX_ROUNDS], prompt[2 * N_SIMD_ISAS][MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < n_variants; k++) {
+            w.packed = variants[k].packed;
+            decode[k][r] = seconds_per_product(variants[k].isa, w, n_copies, x, y, 1);
+            prompt[k][r] = seconds_per_product(variants[k].isa, w, 1, x, y, PROMPT_TOKENS);
+        }
+    double decode_rate[2 * N_SIMD_ISAS], prompt_rate[2 * N_SIMD_ISAS];
+    for (int k = 0; k < n_variants; k++) {
+        decode_rate[k] = matrix_bytes / median(decode[k], rounds);
+        prompt_rate[k] = 2.0 * (double)(w.n_in * w.n_out) * PROMPT_TOKENS / median(prompt[k], rounds);
+    }
+    for (int k = 0; k < n_variants; k++) {
+        const struct variant *v = &variants[k];
+        printf("| %s | %lldx%lld | %s%s%s | %.1f | %.0f%% | %.0f | ", plm_type_name(w.type),
+               (long long)w.n_in, (long long)w.n_out, plm_isa_name(v->isa), v->packed ? " packed" : "",
+               plm_isa_kernel(v->isa, w.type) ? "" : " (no kernel: scalar)", decode_rate[k] * 1e-9,
+               100.0 * decode_rate[k] / bandwidth, prompt_rate[k] * 1e-9);
+        if (v->peak_ops > 0.0 && plm_type_traits(w.type)->block_size > 1)
+            printf("%.0f%%", 100.0 * prompt_rate[k] / v->peak_ops); /* integer kernels */
+        printf(" | ");
+        if (k + 1 < n_variants)
+            printf("x%.2f, x%.2f", decode_rate[k] / decode_rate[k + 1], prompt_rate[k] / prompt_rate[k + 1]);
+        printf(" |\n");
+    }
+}
+
 int main(int argc, char **argv)
 {
     int types[PLM_TYPE_COUNT];
@@ -272,7 +334,7 @@ int main(int argc, char **argv)
         if (peak_ops[k] > 0.0)
             printf("; %s peak int8 rate %.0f Gop/s", plm_isa_name(simd_isas[k]), peak_ops[k] * 1e-9);
     printf(".\ndecode: 1 token, weights from memory; prompt: %d tokens. Last column: speed-up "
-           "(decode, prompt) over the next instruction set.\n\n",
+           "(decode, prompt) over the next row.\n\n",
            PROMPT_TOKENS);
     printf("| type | n_in x n_out | isa | decode GB/s | of bandwidth | prompt Gop/s | of peak "
            "| speed-up |\n");
@@ -295,40 +357,22 @@ int main(int argc, char **argv)
             uint8_t *bytes = make_weights(type, n_in, n_out, n_copies);
             const struct plm_matrix w = {.type = type, .data = bytes, .n_in = n_in, .n_out = n_out};
 
-            double decode[N_SIMD_ISAS][MAX_ROUNDS], prompt[N_SIMD_ISAS][MAX_ROUNDS];
-            for (int r = 0; r < rounds; r++)
-                for (int k = 0; k < N_SIMD_ISAS; k++) {
-                    if (!plm_isa_available(simd_isas[k]))
-                        continue;
-                    decode[k][r] = seconds_per_product(simd_isas[k], w, n_copies, x, y, 1);
-                    prompt[k][r] = seconds_per_product(simd_isas[k], w, 1, x, y, PROMPT_TOKENS);
-                }
-            double decode_rate[N_SIMD_ISAS] = {0}, prompt_rate[N_SIMD_ISAS] = {0};
-            for (int k = 0; k < N_SIMD_ISAS; k++)
-                if (plm_isa_available(simd_isas[k])) {
-                    decode_rate[k] = matrix_bytes / median(decode[k], rounds);
-                    prompt_rate[k] =
-                        2.0 * (double)(n_in * n_out) * PROMPT_TOKENS / median(prompt[k], rounds);
-                }
+            /* Each instruction set on the matrix as stored, preceded by
+             * the same on it packed where its kernels have that layout. */
+            uint8_t *packed = NULL;
+            struct variant variants[2 * N_SIMD_ISAS];
+            int n_variants = 0;
             for (int k = 0; k < N_SIMD_ISAS; k++) {
                 if (!plm_isa_available(simd_isas[k]))
                     continue;
-                printf("| %s | %lldx%lld | %s%s | %.1f | %.0f%% | %.0f | ", plm_type_name(type),
-                       (long long)n_in, (long long)n_out, plm_isa_name(simd_isas[k]),
-                       plm_isa_kernel(simd_isas[k], type) ? "" : " (no kernel: scalar)",
-                       decode_rate[k] * 1e-9, 100.0 * decode_rate[k] / bandwidth,
-                       prompt_rate[k] * 1e-9);
-                if (peak_ops[k] > 0.0 && plm_type_traits(type)->block_size > 1)
-                    printf("%.0f%%", 100.0 * prompt_rate[k] / peak_ops[k]); /* integer kernels */
-                printf(" | ");
-                int next = k + 1;
-                while (next < N_SIMD_ISAS && !plm_isa_available(simd_isas[next]))
-                    next++;
-                if (next < N_SIMD_ISAS)
-                    printf("x%.2f, x%.2f", decode_rate[k] / decode_rate[next],
-                           prompt_rate[k] / prompt_rate[next]);
-                printf(" |\n");
+                if (plm_packed_size_with_isa(simd_isas[k], &w)) {
+                    packed = packed ? packed : make_packed(&w, n_copies);
+                    variants[n_variants++] = (struct variant){simd_isas[k], peak_ops[k], packed};
+                }
+                variants[n_variants++] = (struct variant){simd_isas[k], peak_ops[k], NULL};
             }
+            print_variants(w, n_copies, variants, n_variants, rounds, x, y, bandwidth);
+            free(packed);
             free(bytes);
         }
     }

@@ -66,7 +66,8 @@ struct plm_model_info {
     uint64_t n_params;     /* number of weights */
     uint64_t weight_bytes; /* bytes of tensor data */
     uint64_t host_bytes;   /* the rest the model keeps resident: the loader's heap (vocabulary,
-                            * merge and lookup tables, tensor table) and the file's metadata */
+                            * merge and lookup tables, tensor table), the file's metadata and
+                            * the padding of weights repacked for the kernels */
     const char *chat_template; /* tokenizer.chat_template, or NULL */
     const char *tokenizer;     /* tokenizer.ggml.model: "llama" or "gpt2" */
     const char *pre_tokenizer; /* tokenizer.ggml.pre, or "default" */

@@ -27,6 +27,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
@@ -127,6 +128,24 @@ static void free_matrix(struct test_matrix *m)
 {
     free(m->bytes);
     free(m->expanded);
+    free((void *)m->w.packed);
+}
+
+/* Packs m's rows for isa's kernels (as the model loader does); false, and
+ * m left as stored, when isa has no packed layout for its type. */
+static bool pack_matrix(enum plm_isa isa, struct test_matrix *m)
+{
+    const size_t bytes = plm_packed_size_with_isa(isa, &m->w);
+    if (!bytes)
+        return false;
+    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    assert_non_null(packed);
+    /* In two parts, as the loader's threads pack a matrix. */
+    const int64_t n_groups = plm_packed_groups(&m->w);
+    plm_pack_rows(&m->w, packed, n_groups / 2, n_groups);
+    plm_pack_rows(&m->w, packed, 0, n_groups / 2);
+    m->w.packed = packed;
+    return true;
 }
 
 /* Normal activations with an outlier every 37 elements, as real activations
@@ -266,6 +285,7 @@ static void check_product(enum plm_isa isa, const struct test_matrix *m, int n_t
     const int type = m->w.type;
     const int64_t n_in = m->w.n_in, n_out = m->w.n_out;
     const struct plm_kernel *kernel = plm_isa_kernel(isa, type);
+    const struct plm_packed_kernel *packed_kernel = m->w.packed ? plm_isa_packed_kernel(isa, type) : NULL;
     float *x = random_activations(n_tokens * n_in, seed);
     struct product p;
     run_product(&p, isa, m, x, n_tokens);
@@ -281,22 +301,27 @@ static void check_product(enum plm_isa isa, const struct test_matrix *m, int n_t
         assert_non_null(error_bound);
         for (int t = 0; t < n_tokens; t++) {
             const float *xt = x + t * n_in;
-            activations_as_seen(kernel->activations, xt, n_in, seen, error_bound);
+            activations_as_seen(packed_kernel ? packed_kernel->activations : kernel->activations, xt,
+                                n_in, seen, error_bound);
             for (int64_t r = 0; r < n_out; r++) {
                 const float got = p.y[t * n_out + r];
                 struct dot_reference ref =
                     reference_dot(m->expanded + r * n_in, xt, seen, error_bound, n_in);
                 char why[200];
                 if (!output_is_close(got, p.scalar[t * n_out + r], &ref, why, sizeof why))
-                    fail_msg("%s %s n_in %lld n_out %lld n_tokens %d, token %d row %lld: %s",
-                             plm_isa_name(isa), plm_type_name(type), (long long)n_in,
-                             (long long)n_out, n_tokens, t, (long long)r, why);
+                    fail_msg("%s%s %s n_in %lld n_out %lld n_tokens %d, token %d row %lld: %s",
+                             plm_isa_name(isa), packed_kernel ? " packed" : "", plm_type_name(type),
+                             (long long)n_in, (long long)n_out, n_tokens, t, (long long)r, why);
             }
-            /* The same token alone: bit-identical (tile4 and tile1 agree). */
-            const struct plm_matrix one_row = {
-                .type = type, .data = m->bytes, .n_in = n_in, .n_out = 1};
-            plm_matmul_with_isa(isa, &one_row, xt, &single, 1);
+            /* The same token alone: bit-identical (tile4 and tile1 agree;
+             * for packed rows, the token's first row alone in its group). */
+            struct test_matrix one_row = {
+                .w = {.type = type, .data = m->bytes, .n_in = n_in, .n_out = 1}};
+            if (packed_kernel)
+                assert_true(pack_matrix(isa, &one_row));
+            plm_matmul_with_isa(isa, &one_row.w, xt, &single, 1);
             assert_memory_equal(&single, &p.y[t * n_out], sizeof single);
+            free((void *)one_row.w.packed);
         }
         free(seen);
         free(error_bound);
@@ -352,6 +377,9 @@ static void check_isa(enum plm_isa isa, bool raw)
                             (uint64_t)(1000 * type + 10 * l + o + 1), raw);
                 for (int t = 0; t < COUNT(token_counts); t++)
                     check_product(isa, &m, token_counts[t], (uint64_t)(7 * t + l + 1));
+                if (pack_matrix(isa, &m))
+                    for (int t = 0; t < COUNT(token_counts); t++)
+                        check_product(isa, &m, token_counts[t], (uint64_t)(7 * t + l + 1));
                 free_matrix(&m);
             }
     }
@@ -423,7 +451,7 @@ static void run_prepared(enum plm_isa isa, const struct test_matrix *m, const fl
     void *scratch = bytes ? malloc(bytes) : NULL;
     assert_true(bytes == 0 || scratch);
     struct plm_activations xq;
-    plm_prepare_activations_with_isa(isa, m->w.type, x, m->w.n_in, n_tokens, scratch, bytes, &xq);
+    plm_prepare_activations_with_isa(isa, &m->w, x, n_tokens, scratch, bytes, &xq);
     /* Last range first: no range may depend on another having run. */
     for (int k = n_ranges - 1; k >= 0; k--)
         plm_matmul_prepared(&m->w, &xq, y, bounds[k], bounds[k + 1]);
@@ -451,36 +479,41 @@ static void test_prepared_rows_match_matmul(void **state)
             const int64_t n_in = lengths[n_lengths / 2];
             struct test_matrix m;
             make_matrix(&m, type, n_in, n_out, (uint64_t)(500 + type), false);
-            for (int t = 0; t < COUNT(token_counts_here); t++) {
-                const int n_tokens = token_counts_here[t];
-                const size_t n_y = (size_t)n_tokens * (size_t)n_out;
-                float *x = random_activations(n_tokens * n_in, (uint64_t)(t + 3));
-                float *expected = malloc(n_y * sizeof(float));
-                float *y = malloc(n_y * sizeof(float));
-                assert_non_null(expected);
-                assert_non_null(y);
-                plm_matmul_with_isa(isas[k], &m.w, x, expected, n_tokens);
-                for (size_t j = 0; j < n_y; j++)
-                    y[j] = GUARD;
-                run_prepared(isas[k], &m, x, n_tokens, y, bounds, n_ranges);
-                if (memcmp(y, expected, n_y * sizeof(float)) != 0)
-                    fail_msg("%s %s, %d tokens: prepared rows differ from plm_matmul",
-                             plm_isa_name(isas[k]), plm_type_name(type), n_tokens);
-                /* One middle range alone: everything else is left as it was. */
-                for (size_t j = 0; j < n_y; j++)
-                    y[j] = GUARD;
-                run_prepared(isas[k], &m, x, n_tokens, y, bounds + 1, 1);
-                for (int tok = 0; tok < n_tokens; tok++)
-                    for (int64_t r = 0; r < n_out; r++) {
-                        const size_t j = (size_t)tok * (size_t)n_out + (size_t)r;
-                        if (r >= bounds[1] && r < bounds[2])
-                            assert_memory_equal(&y[j], &expected[j], sizeof(float));
-                        else
-                            assert_true(y[j] == GUARD);
-                    }
-                free(x);
-                free(expected);
-                free(y);
+            /* As stored, then packed where isa has a packed layout: the
+             * ranges then start and end inside groups of 16 rows. */
+            for (int packed = 0; packed < 2 && (!packed || pack_matrix(isas[k], &m)); packed++) {
+                for (int t = 0; t < COUNT(token_counts_here); t++) {
+                    const int n_tokens = token_counts_here[t];
+                    const size_t n_y = (size_t)n_tokens * (size_t)n_out;
+                    float *x = random_activations(n_tokens * n_in, (uint64_t)(t + 3));
+                    float *expected = malloc(n_y * sizeof(float));
+                    float *y = malloc(n_y * sizeof(float));
+                    assert_non_null(expected);
+                    assert_non_null(y);
+                    plm_matmul_with_isa(isas[k], &m.w, x, expected, n_tokens);
+                    for (size_t j = 0; j < n_y; j++)
+                        y[j] = GUARD;
+                    run_prepared(isas[k], &m, x, n_tokens, y, bounds, n_ranges);
+                    if (memcmp(y, expected, n_y * sizeof(float)) != 0)
+                        fail_msg("%s %s%s, %d tokens: prepared rows differ from plm_matmul",
+                                 plm_isa_name(isas[k]), plm_type_name(type), packed ? " packed" : "",
+                                 n_tokens);
+                    /* One middle range alone: everything else is left as it was. */
+                    for (size_t j = 0; j < n_y; j++)
+                        y[j] = GUARD;
+                    run_prepared(isas[k], &m, x, n_tokens, y, bounds + 1, 1);
+                    for (int tok = 0; tok < n_tokens; tok++)
+                        for (int64_t r = 0; r < n_out; r++) {
+                            const size_t j = (size_t)tok * (size_t)n_out + (size_t)r;
+                            if (r >= bounds[1] && r < bounds[2])
+                                assert_memory_equal(&y[j], &expected[j], sizeof(float));
+                            else
+                                assert_true(y[j] == GUARD);
+                        }
+                    free(x);
+                    free(expected);
+                    free(y);
+                }
             }
             free_matrix(&m);
         }
@@ -505,7 +538,7 @@ static void test_prepared_without_scratch(void **state)
         uint8_t *small = malloc(bytes - 1);
         assert_non_null(small);
         struct plm_activations xq;
-        plm_prepare_activations_with_isa(simd_isas[i], PLM_TYPE_Q4_0, x, 64, 3, small, bytes - 1, &xq);
+        plm_prepare_activations_with_isa(simd_isas[i], &m.w, x, 3, small, bytes - 1, &xq);
         assert_null(xq.data);
         plm_matmul_prepared(&m.w, &xq, y, 0, 9);
         assert_memory_equal(y, scalar, sizeof y);

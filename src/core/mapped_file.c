@@ -44,6 +44,26 @@ void mapped_file_close(struct mapped_file *file)
     file->size = 0;
 }
 
+void mapped_file_release(const struct mapped_file *file, const void *p, size_t n)
+{
+    const uintptr_t start = (uintptr_t)p, end = start + n;
+    const uintptr_t map_start = (uintptr_t)file->data, map_end = map_start + file->size;
+    if (!file->data || start < map_start || end > map_end)
+        return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t first = (start + page - 1) / page * page, last = end / page * page;
+    if (first >= last)
+        return;
+    /* Not in huge pages first: the page cache may hold the file in 2 MiB
+     * folios, and a fault in a neighbouring tensor would map the whole folio
+     * back, released part and all (2 MiB per boundary, 63 MiB for a 1B
+     * model). */
+    madvise((void *)first, last - first, MADV_NOHUGEPAGE);
+    /* A private read-only mapping of a file: dropped pages come back from
+     * the file unchanged, so this cannot lose data. */
+    madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
 int read_whole_file(const char *path, char **text, size_t *size)
 {
     *text = NULL;

@@ -11,9 +11,13 @@
  * (plm_matmul_prepared, which threads call on their own rows). Each
  * output is computed by the same operations whatever the tile, so a token
  * gets bit-identical results alone or in a batch.
+ *
+ * A matrix repacked at load (w->packed, kernels/pack.h) runs its instruction
+ * set's packed kernel instead, 16 rows at a time, when there is one.
  */
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
 #include "tensor/types.h"
 
@@ -100,6 +104,17 @@ const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type)
     }
 }
 
+const struct plm_packed_kernel *plm_isa_packed_kernel(enum plm_isa isa, int type)
+{
+#if defined(__x86_64__)
+    if (isa == PLM_ISA_AVX512)
+        return plm_avx512_packed_kernel(type);
+#endif
+    (void)isa;
+    (void)type;
+    return NULL;
+}
+
 enum plm_isa plm_isa_choose(const char *requested)
 {
     if (!requested || !*requested) {
@@ -167,12 +182,43 @@ static const struct plm_kernel *usable_kernel(enum plm_isa isa, int type, int64_
     return kernel;
 }
 
-size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens)
+size_t plm_packed_size_with_isa(enum plm_isa isa, const struct plm_matrix *w)
+{
+    if (!plm_isa_packed_kernel(isa, w->type) || !usable_kernel(isa, w->type, w->n_in))
+        return 0;
+    return plm_packed_size(w);
+}
+
+size_t plm_matmul_packed_size(const struct plm_matrix *w)
+{
+    return plm_packed_size_with_isa(plm_matmul_isa(), w);
+}
+
+/* What isa's kernel reads as activations for a matrix of type with rows of
+ * n_in, packed or as stored; false when the scalar kernel runs. */
+static bool activation_format(enum plm_isa isa, int type, int64_t n_in, bool packed,
+                              enum plm_activation_format *format)
 {
     const struct plm_kernel *kernel = usable_kernel(isa, type, n_in);
-    if (!kernel || kernel->activations == PLM_ACTIVATIONS_F32 || n_tokens <= 0)
-        return 0;
-    return token_activation_bytes(kernel->activations, n_in) * (size_t)n_tokens;
+    if (!kernel)
+        return false;
+    const struct plm_packed_kernel *packed_kernel = plm_isa_packed_kernel(isa, type);
+    *format = packed && packed_kernel ? packed_kernel->activations : kernel->activations;
+    return true;
+}
+
+size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens)
+{
+    /* The most either layout of the matrix needs: as stored or packed. */
+    size_t most = 0;
+    enum plm_activation_format format;
+    for (int packed = 0; packed < 2 && n_tokens > 0; packed++) {
+        if (!activation_format(isa, type, n_in, packed, &format) || format == PLM_ACTIVATIONS_F32)
+            continue;
+        const size_t bytes = token_activation_bytes(format, n_in) * (size_t)n_tokens;
+        most = bytes > most ? bytes : most;
+    }
+    return most;
 }
 
 size_t plm_activations_bytes(int type, int64_t n_in, int n_tokens)
@@ -190,17 +236,19 @@ size_t plm_activations_max_bytes(int64_t n_in, int n_tokens)
     return most;
 }
 
-void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x, int64_t n_in,
+void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x,
                                       int n_tokens, void *scratch, size_t scratch_bytes,
                                       struct plm_activations *out)
 {
-    *out = (struct plm_activations){.isa = isa, .type = type, .n_in = n_in,
+    const int64_t n_in = w->n_in;
+    *out = (struct plm_activations){.isa = isa, .type = w->type, .n_in = n_in,
                                     .n_tokens = n_tokens, .x = x};
-    const struct plm_kernel *kernel = usable_kernel(isa, type, n_in);
-    if (!kernel || n_tokens <= 0)
+    enum plm_activation_format format;
+    if (!activation_format(isa, w->type, n_in, w->packed != NULL, &format) || n_tokens <= 0)
         return; /* the scalar kernel reads x */
-    out->token_bytes = token_activation_bytes(kernel->activations, n_in);
-    if (kernel->activations == PLM_ACTIVATIONS_F32) {
+    out->packed = w->packed && plm_isa_packed_kernel(isa, w->type);
+    out->token_bytes = token_activation_bytes(format, n_in);
+    if (format == PLM_ACTIVATIONS_F32) {
         out->data = x;
         return;
     }
@@ -209,9 +257,9 @@ void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x
     for (int t = 0; t < n_tokens; t++) {
         const float *token = x + (size_t)t * (size_t)n_in;
         void *quantized = (uint8_t *)scratch + (size_t)t * out->token_bytes;
-        if (kernel->activations == PLM_ACTIVATIONS_Q8)
+        if (format == PLM_ACTIVATIONS_Q8)
             plm_quantize_activations_q8(token, quantized, n_in);
-        else if (kernel->activations == PLM_ACTIVATIONS_Q8_PAIRS)
+        else if (format == PLM_ACTIVATIONS_Q8_PAIRS)
             plm_quantize_activations_q8_pairs(token, quantized, n_in);
         else
             plm_quantize_activations_q8_K(token, quantized, n_in);
@@ -219,16 +267,57 @@ void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x
     out->data = scratch;
 }
 
-void plm_prepare_activations(int type, const float *x, int64_t n_in, int n_tokens, void *scratch,
+void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
                              size_t scratch_bytes, struct plm_activations *out)
 {
-    plm_prepare_activations_with_isa(plm_matmul_isa(), type, x, n_in, n_tokens, scratch,
-                                     scratch_bytes, out);
+    plm_prepare_activations_with_isa(plm_matmul_isa(), w, x, n_tokens, scratch, scratch_bytes, out);
 }
 
 /* Weight bytes per chunk of rows (see plm_matmul_prepared): a fraction of
  * any x86-64 or ARM64 core's L2 cache. */
 #define ROW_CHUNK_BYTES (64 * 1024)
+
+/* The bits of the rows of group g (rows 16 g .. 16 g + 15) that lie in
+ * [row_begin, row_end). */
+static uint16_t group_rows(int64_t g, int64_t row_begin, int64_t row_end)
+{
+    uint16_t rows = 0;
+    for (int r = 0; r < PLM_PACK_ROWS; r++) {
+        const int64_t row = g * PLM_PACK_ROWS + r;
+        if (row >= row_begin && row < row_end)
+            rows |= (uint16_t)(1u << r);
+    }
+    return rows;
+}
+
+/* plm_matmul_prepared on a packed matrix: as below, by groups of 16 rows.
+ * The groups at either end of the range may be computed whole but only
+ * their rows in the range are written. */
+static void matmul_packed(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
+                          int64_t row_begin, int64_t row_end)
+{
+    const struct plm_packed_kernel *kernel = plm_isa_packed_kernel((enum plm_isa)xq->isa, w->type);
+    const size_t group_bytes = PLM_PACK_ROWS * plm_row_bytes(w->type, w->n_in);
+    const int64_t chunk_groups = group_bytes >= ROW_CHUNK_BYTES ? 1 : (int64_t)(ROW_CHUNK_BYTES / group_bytes);
+    const int64_t group_end = (row_end + PLM_PACK_ROWS - 1) / PLM_PACK_ROWS;
+    const uint8_t *groups = w->packed, *activations = xq->data;
+    const size_t token_bytes = xq->token_bytes;
+    const int64_t n_out = w->n_out;
+    for (int64_t first = row_begin / PLM_PACK_ROWS; first < group_end; first += chunk_groups) {
+        const int64_t end = first + chunk_groups < group_end ? first + chunk_groups : group_end;
+        int t = 0;
+        for (; t + PLM_TOKEN_TILE <= xq->n_tokens; t += PLM_TOKEN_TILE)
+            for (int64_t g = first; g < end; g++)
+                kernel->tile4(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
+                              w->n_in, y + (size_t)t * (size_t)n_out + g * PLM_PACK_ROWS, n_out,
+                              group_rows(g, row_begin, row_end));
+        for (; t < xq->n_tokens; t++)
+            for (int64_t g = first; g < end; g++)
+                kernel->tile1(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
+                              w->n_in, y + (size_t)t * (size_t)n_out + g * PLM_PACK_ROWS, n_out,
+                              group_rows(g, row_begin, row_end));
+    }
+}
 
 void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
                          int64_t row_begin, int64_t row_end)
@@ -238,6 +327,10 @@ void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activation
         return;
     if (!xq->data) {
         plm_matmul_scalar_rows(w, xq->x, y, n_tokens, row_begin, row_end);
+        return;
+    }
+    if (xq->packed) {
+        matmul_packed(w, xq, y, row_begin, row_end);
         return;
     }
     const struct plm_kernel *kernel = plm_isa_kernel((enum plm_isa)xq->isa, w->type);
@@ -274,7 +367,7 @@ void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const flo
     const size_t bytes = plm_activations_bytes_with_isa(isa, w->type, w->n_in, n_tokens);
     void *scratch = bytes ? malloc(bytes) : NULL; /* on failure: the scalar kernel */
     struct plm_activations xq;
-    plm_prepare_activations_with_isa(isa, w->type, x, w->n_in, n_tokens, scratch, bytes, &xq);
+    plm_prepare_activations_with_isa(isa, w, x, n_tokens, scratch, bytes, &xq);
     plm_matmul_prepared(w, &xq, y, 0, w->n_out);
     free(scratch);
 }

@@ -8,6 +8,7 @@
 #ifndef PLM_KERNELS_MATMUL_H
 #define PLM_KERNELS_MATMUL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,9 @@ struct plm_matrix {
     const void *data;
     int64_t n_in;      /* row length (ne[0]) */
     int64_t n_out;     /* rows (ne[1]) */
+    const void *packed; /* the same rows repacked for this CPU's kernels
+                           (kernels/pack.h), or NULL: data is still read for
+                           single rows (embedding lookups) */
 };
 
 /* y[t][r] = sum_i W[r][i] * x[t][i] for t < n_tokens, r < n_out.
@@ -35,6 +39,7 @@ struct plm_activations {
     int type;           /* the weight type they were prepared for */
     int64_t n_in;
     int n_tokens;
+    bool packed;        /* for the kernels of packed matrices */
     const float *x;     /* the floats as given */
     const void *data;   /* in the kernel's format (x itself for float kernels);
                            NULL when the scalar kernel runs on x */
@@ -47,17 +52,22 @@ size_t plm_activations_bytes(int type, int64_t n_in, int n_tokens);
 /* The most plm_activations_bytes returns for any type. */
 size_t plm_activations_max_bytes(int64_t n_in, int n_tokens);
 
-/* Prepares x (n_tokens rows of n_in floats) for weights of type, in scratch
+/* Prepares x (n_tokens rows of w->n_in floats) for w, in scratch
  * (scratch_bytes long). x and scratch must outlive *out. With too little
  * scratch, the products fall back to the (slow) scalar kernel. */
-void plm_prepare_activations(int type, const float *x, int64_t n_in, int n_tokens, void *scratch,
+void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
                              size_t scratch_bytes, struct plm_activations *out);
 
 /* y[t][r] = sum_i W[r][i] * x[t][i] for t < n_tokens and row_begin <= r <
  * row_end; y has n_tokens rows of w->n_out floats, and no other element of it
- * is written. w must have the type and n_in xq was prepared for. */
+ * is written. w must have the type, n_in and packing (packed or not) of the
+ * matrix xq was prepared for. */
 void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activations *xq, float *y,
                          int64_t row_begin, int64_t row_end);
+
+/* Bytes this CPU's kernels want w repacked into (plm_pack_rows), 0 when
+ * they read it as stored. */
+size_t plm_matmul_packed_size(const struct plm_matrix *w);
 
 /* a . b over n floats. Eight interleaved partial sums: independent chains
  * the compiler keeps in vector lanes without reordering any single sum,

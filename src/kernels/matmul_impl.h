@@ -51,6 +51,18 @@ struct plm_kernel {
     plm_row_tile_fn *tile1;
 };
 
+/* The same for a group of PLM_PACK_ROWS packed rows (kernels/pack.h): y[t *
+ * y_stride + r] = row r . x_t for the rows r whose bit is set in `rows`; no
+ * other element of y is written. */
+typedef void plm_group_tile_fn(const void *group, const void *x, int64_t n_in, float *y,
+                               int64_t y_stride, uint16_t rows);
+
+struct plm_packed_kernel {
+    enum plm_activation_format activations;
+    plm_group_tile_fn *tile4;
+    plm_group_tile_fn *tile1;
+};
+
 /* The scalar reference (matmul_scalar.c): plm_matmul and plm_vec_dot_row
  * computed from dequantized floats. */
 void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int n_tokens);
@@ -65,6 +77,7 @@ float plm_vec_dot_row_scalar(int type, const void *row, const float *x, int64_t 
 #if defined(__x86_64__)
 const struct plm_kernel *plm_avx2_kernel(int type);
 const struct plm_kernel *plm_avx512_kernel(int type);
+const struct plm_packed_kernel *plm_avx512_packed_kernel(int type);
 #endif
 #if defined(__aarch64__)
 /* has_dotprod: the CPU has the dot-product extension (ARMv8.2 SDOT); the
@@ -87,6 +100,11 @@ enum plm_isa plm_isa_choose(const char *requested);
 enum plm_isa plm_matmul_isa(void);
 /* The kernel plm_matmul would run on isa for type, or NULL for scalar. */
 const struct plm_kernel *plm_isa_kernel(enum plm_isa isa, int type);
+/* The kernel isa runs on packed matrices of type, or NULL when it reads them
+ * as stored. */
+const struct plm_packed_kernel *plm_isa_packed_kernel(enum plm_isa isa, int type);
+/* plm_matmul_packed_size for a given instruction set. */
+size_t plm_packed_size_with_isa(enum plm_isa isa, const struct plm_matrix *w);
 /* plm_matmul on a given instruction set, which must be available; types it
  * has no kernel for run the scalar one. For tests and benchmarks. */
 void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x, float *y,
@@ -95,7 +113,7 @@ void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const flo
 /* plm_activations_bytes and plm_prepare_activations for a given instruction
  * set, which must be available. For tests and benchmarks. */
 size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens);
-void plm_prepare_activations_with_isa(enum plm_isa isa, int type, const float *x, int64_t n_in,
+void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x,
                                       int n_tokens, void *scratch, size_t scratch_bytes,
                                       struct plm_activations *out);
 

@@ -10,6 +10,7 @@
  */
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 
 #include "tensor/types.h"
 
@@ -78,6 +79,10 @@ void plm_matmul_scalar(const struct plm_matrix *w, const float *x, float *y, int
 void plm_matrix_get_row(const struct plm_matrix *w, int64_t row, float *out)
 {
     assert(row >= 0 && row < w->n_out);
+    if (w->packed) {
+        plm_packed_get_row(w, row, out);
+        return;
+    }
     const size_t row_bytes = plm_row_bytes(w->type, w->n_in);
     plm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)row * row_bytes, out, w->n_in);
 }

@@ -73,19 +73,27 @@ static struct plm_activations prepare(const struct plm_session *s, const struct 
                                       int n_tokens)
 {
     struct plm_activations xq;
-    plm_prepare_activations(w->type, x, w->n_in, n_tokens, s->activations, s->activations_bytes, &xq);
+    plm_prepare_activations(w, x, n_tokens, s->activations, s->activations_bytes, &xq);
     return xq;
 }
 
-/* y[i] = w[i] x for n_tokens tokens and i < n (at most 3). Matrices of one
- * type run as one parallel step over all their rows: the activations are
- * quantized once, in the session's scratch, and the threads meet once. */
+/* The kernels read the same activations for a and b: one type, and both
+ * packed or both as stored. */
+static bool same_activations(const struct plm_matrix *a, const struct plm_matrix *b)
+{
+    return a->type == b->type && (a->packed != NULL) == (b->packed != NULL);
+}
+
+/* y[i] = w[i] x for n_tokens tokens and i < n (at most 3). Matrices that
+ * read the same activations run as one parallel step over all their rows:
+ * the activations are quantized once, in the session's scratch, and the
+ * threads meet once. */
 static void matmul_shared_input(const struct plm_session *s, const struct plm_matrix *const *w, float *const *y,
                                 int n, const float *x, int n_tokens)
 {
     for (int first = 0, next; first < n; first = next) {
         struct matmul_job job = {.n = 0};
-        for (next = first; next < n && w[next]->type == w[first]->type; next++) {
+        for (next = first; next < n && same_activations(w[next], w[first]); next++) {
             if (s->observe_matmul)
                 s->observe_matmul(s->observe_user, w[next], x, n_tokens);
             job.w[job.n] = w[next];
@@ -343,7 +351,7 @@ static void gate_up_chunk(void *arg, int chunk, int n_chunks, int thread)
 static void gate_up(struct plm_session *s, const struct plm_layer *l, int n_tokens)
 {
     int64_t n_ff = s->model->hp.n_ff;
-    if (l->w_gate.type != l->w_up.type) { /* two preparations of xb: two steps */
+    if (!same_activations(&l->w_gate, &l->w_up)) { /* two preparations of xb: two steps */
         matmul(s, &l->w_gate, s->xb, s->ffn_gate, n_tokens);
         matmul(s, &l->w_up, s->xb, s->ffn_up, n_tokens);
         swiglu_rows(s->ffn_gate, s->ffn_up, n_tokens, n_ff, 0, n_ff);

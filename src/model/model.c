@@ -283,6 +283,7 @@ static int load(struct plm_model *m, const char *path)
     m->hp.n_vocab = vocab_n_tokens(m->vocab);
     if ((rc = bind_weights(m)))
         return plm_fail_context(rc, "%s", path);
+    model_pack_weights(m);
     return PLM_OK;
 }
 
@@ -306,6 +307,7 @@ void plm_model_free(plm_model *m)
 {
     if (!m)
         return;
+    model_free_packed(m);
     for (int i = 0; i < m->n_owned_vectors; i++)
         free(m->owned_vectors[i]);
     free(m->owned_vectors);
@@ -319,12 +321,13 @@ void plm_model_free(plm_model *m)
     free(m);
 }
 
-/* Everything but the weights: the heap the loader keeps, and the metadata at
- * the start of the file, whose pages loading reads and so makes resident. */
+/* Everything but the weights: the heap the loader keeps, the metadata at
+ * the start of the file, whose pages loading reads and so makes resident,
+ * and the padding of packed matrices. */
 static uint64_t host_bytes(const struct plm_model *m)
 {
     uint64_t metadata = m->gguf->data_offset < m->gguf->size ? m->gguf->data_offset : m->gguf->size;
-    return m->heap_bytes + vocab_heap_bytes(m->vocab) + m->gguf->heap_bytes + metadata;
+    return m->heap_bytes + vocab_heap_bytes(m->vocab) + m->gguf->heap_bytes + metadata + m->packed_padding;
 }
 
 void plm_model_get_info(const plm_model *m, struct plm_model_info *info)

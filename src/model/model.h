@@ -74,12 +74,22 @@ struct plm_model {
     /* This struct, its strings, layers and expanded vectors; the vocabulary and
      * the parsed file count their own. */
     uint64_t heap_bytes;
+    /* The packed copies of matrices (pack_weights.c), in one allocation, and
+     * what they hold beyond the mapped bytes they replace (each one's padding
+     * to whole groups of rows and to 64 bytes). */
+    void *packed_arena;
+    uint64_t packed_padding;
 };
 
 /* Pointers to every weight matrix of the model: token_embd, output (the same
  * data as token_embd when tied), then each layer's wq, wk, wv, wo, w_gate,
  * w_up, w_down. Writes at most max and returns how many there are. */
 int model_matrices(struct plm_model *m, struct plm_matrix **out, int max);
+
+/* Repacks the matrices of the products for this CPU's kernels where they
+ * have a packed layout (pack_weights.c), and frees the packed copies. */
+void model_pack_weights(struct plm_model *m);
+void model_free_packed(struct plm_model *m);
 
 /* Bounds that reject absurd metadata before anything is allocated. */
 #define PLM_MAX_EMBD 65536

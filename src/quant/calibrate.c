@@ -268,6 +268,7 @@ static int measure(struct calibration *c, const struct tracked_matrix *t, int ty
         if (c->original[i].data == t->tensor->data) {
             c->fields[i]->type = type;
             c->fields[i]->data = data;
+            c->fields[i]->packed = NULL;
         }
     rc = mean_kld(c, kld);
     for (int i = 0; i < c->n_fields; i++)

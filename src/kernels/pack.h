@@ -1,0 +1,76 @@
+/*
+ * Weights repacked at load time for the AVX-512 VNNI kernels: 16 rows
+ * interleaved, so that one 64-byte vector holds four consecutive quants of
+ * each of 16 rows, one row per 32-bit lane.
+ *
+ * Why: in the file's layout a row's block is dotted with a token in vector
+ * lanes that must then be summed across (and its scale spread over them), so
+ * every 32 weights cost a dozen instructions of bookkeeping; decoding is then
+ * bound by instructions, not by memory. Interleaved, vpdpbusd multiplies a
+ * vector of 16 rows' quants by four of a token's 8-bit activations broadcast
+ * to every lane and adds into 16 rows' sums at once: 32 weights of 16 rows
+ * take 8 vpdpbusd, no horizontal sum, and one 32-byte load brings the 16
+ * rows' scales.
+ *
+ * vpdpbusd multiplies unsigned bytes by signed ones. The broadcast operand is
+ * the signed one, so the activations stay signed and the quants are stored
+ * unsigned, with an offset: weight = d * (quant - offset). The kernel
+ * subtracts offset * d * (sum of the token's block) once per block.
+ *
+ * A matrix of n_out rows becomes ceil(n_out / 16) groups of 16 rows, the last
+ * padded with rows of zero scale. A group of rows with n_blocks blocks of 32
+ * is n_blocks quant blocks (struct plm_packed_q4_0 or plm_packed_q8_0), then
+ * n_blocks scale blocks (struct plm_packed_scales): the quants stay 64-byte
+ * aligned when the row has an even number of blocks. A group holds exactly
+ * the bytes of its 16 rows in the file.
+ */
+#ifndef PLM_KERNELS_PACK_H
+#define PLM_KERNELS_PACK_H
+
+#include "kernels/matmul.h"
+#include "tensor/quant_blocks.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLM_PACK_ROWS 16
+
+/* Block b of 16 Q4_0 rows. qs[g][r][k] is byte 4 g + k of row r's qs: its
+ * low nibble is element 4 g + k, its high nibble element 4 g + k + 16, both
+ * unsigned (offset 8). */
+struct plm_packed_q4_0 {
+    uint8_t qs[4][PLM_PACK_ROWS][4];
+};
+
+/* Block b of 16 Q8_0 rows. qs[g][r][k] is quant 4 g + k of row r plus 128
+ * (offset 128). */
+struct plm_packed_q8_0 {
+    uint8_t qs[8][PLM_PACK_ROWS][4];
+};
+
+/* The f16 scales of block b of the 16 rows, d[r] for row r. */
+struct plm_packed_scales {
+    uint16_t d[PLM_PACK_ROWS];
+};
+
+/* The offset of a packed type's unsigned quants (8 or 128), 0 for a type
+ * without a packed layout. */
+int plm_packed_offset(int type);
+
+/* Bytes of w packed: ceil(n_out / 16) groups of 16 rows; 0 when its type has
+ * no packed layout or its rows are not whole blocks. */
+size_t plm_packed_size(const struct plm_matrix *w);
+
+/* Groups of 16 rows of w packed. */
+int64_t plm_packed_groups(const struct plm_matrix *w);
+
+/* Writes groups group_begin .. group_end - 1 of w's rows, packed, into out
+ * (which is plm_packed_size(w) bytes; the other groups are not touched).
+ * Parts can be packed by different threads at once. */
+void plm_pack_rows(const struct plm_matrix *w, void *out, int64_t group_begin, int64_t group_end);
+
+/* Row `row` of w as floats, read from w->packed: the same values as from
+ * the rows as stored. */
+void plm_packed_get_row(const struct plm_matrix *w, int64_t row, float *out);
+
+#endif
