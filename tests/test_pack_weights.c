@@ -2,7 +2,7 @@
  * Weights repacked at load (src/model/pack_weights.c, kernels/pack.h): which
  * matrices are packed, that single rows read from a packed copy are the
  * stored rows, that a tied embedding shares the output's copy, that the
- * padding is counted in host_bytes, that a packed model's logits agree with
+ * padding is counted in host_bytes (Q4_K's wider scales too), that a packed model's logits agree with
  * the same model read as stored, and that POCKETLM_REPACK=0 turns it off.
  *
  * The kernels are compared with the scalar ones in test_kernels.c and the
@@ -27,8 +27,11 @@ static const char *write_model(int type, bool tied)
 {
     static char path[4096];
     snprintf(path, sizeof path, "%s", temp_path("pack.gguf"));
-    struct tiny_model_spec spec = {.arch = "qwen2", .n_embd = 64, .n_ff = 96, .n_layer = 2, .n_head = 4,
-                                   .n_head_kv = 2, .head_dim = 16, .n_ctx_train = 64,
+    /* Rows of whole blocks: 256 elements for the K-quants. */
+    const bool k_quant = plm_type_traits(type)->block_size == 256;
+    struct tiny_model_spec spec = {.arch = "qwen2", .n_embd = k_quant ? 256 : 64, .n_ff = k_quant ? 512 : 96,
+                                   .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = k_quant ? 64 : 16,
+                                   .n_ctx_train = 64,
                                    .rope_freq_base = 10000.0f, .norm_eps = 1e-6f, .tied_output = tied,
                                    .weight_type = type, .seed = 11};
     assert_int_equal(tiny_model_write(path, &spec), PLM_OK);
@@ -136,11 +139,18 @@ static void test_q8_0_untied(void **state)
     check_type(PLM_TYPE_Q8_0, false);
 }
 
+static void test_q4_k_tied(void **state)
+{
+    (void)state;
+    check_type(PLM_TYPE_Q4_K, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q4_0_tied),
         cmocka_unit_test(test_q8_0_untied),
+        cmocka_unit_test(test_q4_k_tied),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

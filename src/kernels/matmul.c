@@ -297,7 +297,7 @@ static void matmul_packed(const struct plm_matrix *w, const struct plm_activatio
                           int64_t row_begin, int64_t row_end)
 {
     const struct plm_packed_kernel *kernel = plm_isa_packed_kernel((enum plm_isa)xq->isa, w->type);
-    const size_t group_bytes = PLM_PACK_ROWS * plm_row_bytes(w->type, w->n_in);
+    const size_t group_bytes = plm_packed_group_bytes(w);
     const int64_t chunk_groups = group_bytes >= ROW_CHUNK_BYTES ? 1 : (int64_t)(ROW_CHUNK_BYTES / group_bytes);
     const int64_t group_end = (row_end + PLM_PACK_ROWS - 1) / PLM_PACK_ROWS;
     const uint8_t *groups = w->packed, *activations = xq->data;

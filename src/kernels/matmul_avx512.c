@@ -504,6 +504,14 @@ AVX512_INLINE __m512i broadcast_4_bytes(const int8_t *p)
     return _mm512_set1_epi32(word);
 }
 
+/* Asks for the bytes of the packed block at p that follow it PREFETCH_BYTES
+ * ahead, one request per cache line. */
+AVX512_INLINE void prefetch_ahead(const uint8_t *p, size_t bytes)
+{
+    for (size_t line = 0; line < bytes; line += 64)
+        _mm_prefetch((const char *)p + PREFETCH_BYTES + line, _MM_HINT_T0);
+}
+
 /* 16 rows of a packed group against a tile of tokens. For each block, a
  * token's 32 activations meet the 16 rows' quants in 8 vpdpbusd; the integer
  * sums, scaled by d_w * d_x, go into acc, and d_w * (the block's sum of
@@ -523,8 +531,7 @@ AVX512_INLINE void packed_group_tile(int type, const uint8_t *group, const struc
         acc[t] = offset_acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n_blocks; b++) {
         __m512i w[8];
-        for (size_t line = 0; line < quant_bytes; line += 64)
-            _mm_prefetch((const char *)group + (size_t)b * quant_bytes + PREFETCH_BYTES + line, _MM_HINT_T0);
+        prefetch_ahead(group + (size_t)b * quant_bytes, quant_bytes);
         /* The scales go 32 bytes per block to the quants' 256 or 512. */
         _mm_prefetch((const char *)&scales[b] + PREFETCH_BYTES / quant_bytes * sizeof *scales, _MM_HINT_T0);
         packed_quants(type, group + (size_t)b * quant_bytes, w);
@@ -541,6 +548,67 @@ AVX512_INLINE void packed_group_tile(int type, const uint8_t *group, const struc
     const __m512 offset = _mm512_set1_ps((float)plm_packed_offset(type));
     for (int t = 0; t < tile_tokens; t++)
         _mm512_mask_storeu_ps(y + t * y_stride, rows, _mm512_fnmadd_ps(offset, offset_acc[t], acc[t]));
+}
+
+/* The 16 rows' 6-bit mins of one sub-block as (min, min) pairs of 16-bit
+ * values, one pair per 32-bit lane: vpdpwssd then multiplies them by a pair
+ * of the token's 16-element sums and adds both products. */
+AVX512_INLINE __m512i min_pairs(const uint8_t mins[PLM_PACK_ROWS])
+{
+    const __m512i min = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)mins));
+    return _mm512_or_si512(min, _mm512_slli_epi32(min, 16));
+}
+
+/* 16 rows of a packed Q4_K group (struct plm_packed_q4_K) against a tile of
+ * tokens. Per super-block, a token's 256 activations meet the rows' quants
+ * in 64 vpdpbusd, 8 per sub-block; each sub-block's sums are multiplied by
+ * its 6-bit scales in integers (exact: at most 8 * 32 * 15 * 127 * 63 <
+ * 2^31), the mins by the token's sub-block sums (vpdpwssd), and two float
+ * multiply-adds per super-block apply d * d_x and dmin * d_x. Every tile size
+ * runs the same operations per token. */
+AVX512_INLINE void packed_q4_K_tile(const uint8_t *group, const struct plm_act_q8_K *x, int64_t n_blocks,
+                                    float *y, int64_t y_stride, uint16_t rows, const int tile_tokens)
+{
+    const struct plm_packed_q4_K *blocks = (const struct plm_packed_q4_K *)group;
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+    __m512 acc[PLM_TOKEN_TILE];
+    for (int t = 0; t < tile_tokens; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct plm_packed_q4_K *block = &blocks[b];
+        prefetch_ahead((const uint8_t *)block, sizeof *block);
+        __m512i sums[PLM_TOKEN_TILE], min_sums[PLM_TOKEN_TILE];
+        for (int t = 0; t < tile_tokens; t++)
+            sums[t] = min_sums[t] = _mm512_setzero_si512();
+        for (int s = 0; s < 8; s++) { /* sub-block s: nibbles (s % 2) of chunk s / 2 */
+            const int c = s / 2, high = s % 2;
+            __m512i w[8];
+            for (int k = 0; k < 8; k++) {
+                const __m512i bytes = _mm512_loadu_si512((const void *)block->qs[c][k]);
+                w[k] = _mm512_and_si512(high ? _mm512_srli_epi16(bytes, 4) : bytes, low_nibbles);
+            }
+            const __m512i scale = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)block->scales[s]));
+            const __m512i mins = min_pairs(block->mins[s]);
+            for (int t = 0; t < tile_tokens; t++) {
+                const struct plm_act_q8_K *xb = &x[t * n_blocks + b];
+                __m512i dot = _mm512_setzero_si512();
+                for (int k = 0; k < 8; k++)
+                    dot = _mm512_dpbusd_epi32(dot, w[k], broadcast_4_bytes(xb->qs + 32 * s + 4 * k));
+                sums[t] = _mm512_add_epi32(sums[t], _mm512_mullo_epi32(dot, scale));
+                min_sums[t] = _mm512_dpwssd_epi32(min_sums[t], mins,
+                                                  broadcast_4_bytes((const int8_t *)&xb->bsums[2 * s]));
+            }
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block->d));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block->dmin));
+        for (int t = 0; t < tile_tokens; t++) {
+            const __m512 dx = _mm512_set1_ps(x[t * n_blocks + b].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(sums[t]), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(min_sums[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < tile_tokens; t++)
+        _mm512_mask_storeu_ps(y + t * y_stride, rows, acc[t]);
 }
 
 /* ------------------------------------------------------ entry points */
@@ -728,6 +796,18 @@ AVX512_FUNCTION static void packed_q8_0_tile1(const void *group, const void *x, 
     packed_group_tile(PLM_TYPE_Q8_0, group, x, n / PLM_QK, y, ys, rows, 1);
 }
 
+AVX512_FUNCTION static void packed_q4_K_tile4(const void *group, const void *x, int64_t n, float *y,
+                                              int64_t ys, uint16_t rows)
+{
+    packed_q4_K_tile(group, x, n / PLM_QK_K, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+AVX512_FUNCTION static void packed_q4_K_tile1(const void *group, const void *x, int64_t n, float *y,
+                                              int64_t ys, uint16_t rows)
+{
+    packed_q4_K_tile(group, x, n / PLM_QK_K, y, ys, rows, 1);
+}
+
 static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_F16] = {PLM_ACTIVATIONS_F32, f16_tile4, f16_tile1},
     [PLM_TYPE_BF16] = {PLM_ACTIVATIONS_F32, bf16_tile4, bf16_tile1},
@@ -755,6 +835,7 @@ const struct plm_kernel *plm_avx512_kernel(int type)
 static const struct plm_packed_kernel packed_kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, packed_q4_0_tile4, packed_q4_0_tile1},
     [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, packed_q8_0_tile4, packed_q8_0_tile1},
+    [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, packed_q4_K_tile4, packed_q4_K_tile1},
 };
 
 const struct plm_packed_kernel *plm_avx512_packed_kernel(int type)

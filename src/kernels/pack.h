@@ -18,11 +18,13 @@
  * subtracts offset * d * (sum of the token's block) once per block.
  *
  * A matrix of n_out rows becomes ceil(n_out / 16) groups of 16 rows, the last
- * padded with rows of zero scale. A group of rows with n_blocks blocks of 32
- * is n_blocks quant blocks (struct plm_packed_q4_0 or plm_packed_q8_0), then
- * n_blocks scale blocks (struct plm_packed_scales): the quants stay 64-byte
- * aligned when the row has an even number of blocks. A group holds exactly
- * the bytes of its 16 rows in the file.
+ * padded with rows of zero scale. For Q4_0 and Q8_0, a group of rows with
+ * n_blocks blocks of 32 is n_blocks quant blocks (struct plm_packed_q4_0 or
+ * plm_packed_q8_0), then n_blocks scale blocks (struct plm_packed_scales):
+ * the quants stay 64-byte aligned when the row has an even number of blocks,
+ * and a group holds exactly the bytes of its 16 rows in the file. For Q4_K,
+ * a group is one struct plm_packed_q4_K per super-block of 256: 2.8% more
+ * than the file's rows, as its 6-bit scales and mins take a byte each.
  */
 #ifndef PLM_KERNELS_PACK_H
 #define PLM_KERNELS_PACK_H
@@ -53,9 +55,25 @@ struct plm_packed_scales {
     uint16_t d[PLM_PACK_ROWS];
 };
 
-/* The offset of a packed type's unsigned quants (8 or 128), 0 for a type
- * without a packed layout. */
+/* Super-block b of 16 Q4_K rows: element x = d * scale[s] * q - dmin *
+ * min[s] of sub-block s (32 elements), q in [0, 15] as stored. qs[c][k][r][i]
+ * is byte 32 c + 4 k + i of row r's qs: its low nibble is element 64 c + 4 k
+ * + i (sub-block 2 c), its high nibble element 64 c + 32 + 4 k + i (sub-block
+ * 2 c + 1). */
+struct plm_packed_q4_K {
+    uint8_t qs[4][8][PLM_PACK_ROWS][4];
+    uint8_t scales[8][PLM_PACK_ROWS]; /* scale[s] of row r */
+    uint8_t mins[8][PLM_PACK_ROWS];   /* min[s] of row r */
+    uint16_t d[PLM_PACK_ROWS];        /* f16 */
+    uint16_t dmin[PLM_PACK_ROWS];     /* f16 */
+};
+_Static_assert(sizeof(struct plm_packed_q4_K) % 64 == 0, "packed Q4_K blocks keep 64-byte alignment");
+
+/* The offset of the unsigned quants of packed Q4_0 (8) and Q8_0 (128). */
 int plm_packed_offset(int type);
+
+/* Bytes of one group of 16 rows of w packed. */
+size_t plm_packed_group_bytes(const struct plm_matrix *w);
 
 /* Bytes of w packed: ceil(n_out / 16) groups of 16 rows; 0 when its type has
  * no packed layout or its rows are not whole blocks. */

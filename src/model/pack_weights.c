@@ -88,7 +88,7 @@ static void plan_matrix(struct packing *p, struct plm_matrix *w)
     if (!share)
         return;
     const int64_t n_groups = plm_packed_groups(w);
-    const size_t group_bytes = PLM_PACK_ROWS * plm_row_bytes(w->type, w->n_in);
+    const size_t group_bytes = plm_packed_group_bytes(w);
     const int64_t per_piece = group_bytes >= PIECE_BYTES ? 1 : (int64_t)(PIECE_BYTES / group_bytes);
     const int first_piece = p->n_pieces;
     struct packed_matrix *matrix = p->matrices ? &p->matrices[p->n_matrices] : NULL;
