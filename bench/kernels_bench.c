@@ -1,8 +1,9 @@
 /*
  * Matrix kernel speed at the sizes of real models, single thread, for each
- * weight type on every SIMD instruction set this CPU has, against the
- * machine's limits measured in the same run. A benchmark, not a test: it
- * checks nothing.
+ * weight type on every SIMD instruction set this CPU has (and, where the
+ * instruction set has them, its kernels on the matrix repacked as the model
+ * loader packs it: kernels/pack.h), against the machine's limits measured in
+ * the same run. A benchmark, not a test: it checks nothing.
  *
  *   decode: one token (a matrix-vector product), the weights coming from
  *     memory: the product runs over enough copies of the matrix to overflow
