@@ -110,6 +110,10 @@ const struct plm_packed_kernel *plm_isa_packed_kernel(enum plm_isa isa, int type
     if (isa == PLM_ISA_AVX512)
         return plm_avx512_packed_kernel(type);
 #endif
+#if defined(__aarch64__)
+    if (isa == PLM_ISA_NEON)
+        return plm_neon_packed_kernel(type, plm_cpu_has_dotprod());
+#endif
     (void)isa;
     (void)type;
     return NULL;

@@ -83,6 +83,7 @@ const struct plm_packed_kernel *plm_avx512_packed_kernel(int type);
 /* has_dotprod: the CPU has the dot-product extension (ARMv8.2 SDOT); the
  * integer kernels need it, the float ones do not. */
 const struct plm_kernel *plm_neon_kernel(int type, bool has_dotprod);
+const struct plm_packed_kernel *plm_neon_packed_kernel(int type, bool has_dotprod);
 /* This CPU has the dot-product extension. */
 bool plm_cpu_has_dotprod(void);
 #endif

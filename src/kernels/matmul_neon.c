@@ -21,6 +21,7 @@
 #if defined(__aarch64__)
 
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
@@ -515,6 +516,196 @@ DOTPROD_FUNCTION static void q6_K_tile1(const void *row, const void *x, int64_t 
     k_quant_row_tile(PLM_TYPE_Q6_K, row, sizeof(struct plm_block_q6_K), x, n / PLM_QK_K, y, ys, 1);
 }
 
+/* ------------------------------------- packed rows (kernels/pack.h) */
+
+/*
+ * A packed group interleaves 16 rows 4 bytes at a time, so a 16-byte load
+ * holds 4 consecutive quants of 4 rows (a quad), one row per 32-bit lane,
+ * and SDOT by lane (vdotq_laneq_s32) multiplies them by 4 of a token's
+ * activations taken from one lane of a vector: 8 SDOT per block of 32 for 4
+ * rows, no horizontal sums, one load for the 4 rows' scales. The kernels go
+ * over the group a quad at a time (the group stays in cache between quads)
+ * so a tile of 4 tokens keeps its accumulators in registers.
+ */
+
+/* Sum of w[k] . x[4 k .. 4 k + 3] for k < 8, one sum per row of the quad. The
+ * lanes are constants, as SDOT by lane needs them even in an unoptimized
+ * build. */
+DOTPROD_INLINE int32x4_t quad_dot_32(const int8x16_t w[8], const int8_t *x)
+{
+    const int8x16_t lo = vld1q_s8(x), hi = vld1q_s8(x + 16);
+    int32x4_t dot = vdotq_laneq_s32(vdupq_n_s32(0), w[0], lo, 0);
+    dot = vdotq_laneq_s32(dot, w[1], lo, 1);
+    dot = vdotq_laneq_s32(dot, w[2], lo, 2);
+    dot = vdotq_laneq_s32(dot, w[3], lo, 3);
+    dot = vdotq_laneq_s32(dot, w[4], hi, 0);
+    dot = vdotq_laneq_s32(dot, w[5], hi, 1);
+    dot = vdotq_laneq_s32(dot, w[6], hi, 2);
+    return vdotq_laneq_s32(dot, w[7], hi, 3);
+}
+
+/* The quad's 4 values of v into y[0..3], those whose bit is set in rows. */
+NEON_INLINE void store_quad(float *y, float32x4_t v, unsigned rows)
+{
+    float values[4];
+    vst1q_f32(values, v);
+    for (int i = 0; i < 4; i++)
+        if (rows >> i & 1)
+            y[i] = values[i];
+}
+
+/* The 4 half-float values of a quad as floats. */
+NEON_INLINE float32x4_t quad_halves(const uint16_t *halves)
+{
+    float16x4_t h;
+    memcpy(&h, halves, sizeof h);
+    return vcvt_f32_f16(h);
+}
+
+/* Quad q of block b of a packed Q4_0 or Q8_0 group, as signed quants: k-th
+ * vector = elements 4 k .. 4 k + 3 of the 4 rows. Q4_0's nibbles stay
+ * unsigned (0..15, the offset of 8 is taken off later); Q8_0's quants + 128
+ * get their top bit flipped back. */
+NEON_INLINE void packed_quad_quants(int type, const uint8_t *quants, int q, int8x16_t w[8])
+{
+    if (type == PLM_TYPE_Q8_0) {
+        for (int k = 0; k < 8; k++)
+            w[k] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(quants + 64 * k + 16 * q), vdupq_n_u8(0x80)));
+        return;
+    }
+    for (int k = 0; k < 4; k++) {
+        const uint8x16_t bytes = vld1q_u8(quants + 64 * k + 16 * q);
+        w[k] = vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(0x0F)));
+        w[k + 4] = vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4));
+    }
+}
+
+/* Quad q (rows 4 q .. 4 q + 3) of a packed Q4_0 or Q8_0 group against a tile
+ * of tokens: d_w * d_x * dot per block, less 8 * d_w * (the block's
+ * activation sum) for Q4_0's unsigned nibbles. Every tile size runs the same
+ * operations per token. */
+DOTPROD_INLINE void packed_legacy_quad(int type, const uint8_t *group, int q, const struct plm_act_q8 *x,
+                                       int64_t n_blocks, float *y, int64_t y_stride, unsigned rows,
+                                       const int tile_tokens)
+{
+    const size_t quant_bytes = type == PLM_TYPE_Q4_0 ? sizeof(struct plm_packed_q4_0)
+                                                     : sizeof(struct plm_packed_q8_0);
+    const struct plm_packed_scales *scales =
+        (const struct plm_packed_scales *)(group + (size_t)n_blocks * quant_bytes);
+    float32x4_t acc[PLM_TOKEN_TILE], offset_acc[PLM_TOKEN_TILE];
+    for (int t = 0; t < tile_tokens; t++)
+        acc[t] = offset_acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int8x16_t w[8];
+        packed_quad_quants(type, group + (size_t)b * quant_bytes, q, w);
+        const float32x4_t d = quad_halves(scales[b].d + 4 * q);
+        for (int t = 0; t < tile_tokens; t++) {
+            const struct plm_act_q8 *xb = &x[t * n_blocks + b];
+            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(quad_dot_32(w, xb->qs)), vmulq_n_f32(d, xb->d));
+            if (type == PLM_TYPE_Q4_0)
+                offset_acc[t] = vfmaq_n_f32(offset_acc[t], d, xb->sum);
+        }
+    }
+    for (int t = 0; t < tile_tokens; t++) {
+        if (type == PLM_TYPE_Q4_0)
+            acc[t] = vfmsq_n_f32(acc[t], offset_acc[t], (float)plm_packed_offset(type));
+        store_quad(y + t * y_stride + 4 * q, acc[t], rows >> (4 * q));
+    }
+}
+
+/* The 4 rows' bytes at p (one per row) as int32 lanes. */
+NEON_INLINE int32x4_t quad_bytes(const uint8_t *p)
+{
+    uint32_t word;
+    memcpy(&word, p, sizeof word);
+    const uint16x8_t wide = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(word)));
+    return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(wide)));
+}
+
+/* Quad q of a packed Q4_K group (struct plm_packed_q4_K) against a tile of
+ * tokens: per super-block, each sub-block's dot products times its 6-bit
+ * scales and the mins times the activations' sub-block sums, in integers,
+ * then d * d_x and dmin * d_x once. */
+DOTPROD_INLINE void packed_q4_K_quad(const uint8_t *group, int q, const struct plm_act_q8_K *x,
+                                     int64_t n_blocks, float *y, int64_t y_stride, unsigned rows,
+                                     const int tile_tokens)
+{
+    const struct plm_packed_q4_K *blocks = (const struct plm_packed_q4_K *)group;
+    float32x4_t acc[PLM_TOKEN_TILE];
+    for (int t = 0; t < tile_tokens; t++)
+        acc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct plm_packed_q4_K *block = &blocks[b];
+        int32x4_t sums[PLM_TOKEN_TILE], min_sums[PLM_TOKEN_TILE];
+        for (int t = 0; t < tile_tokens; t++)
+            sums[t] = min_sums[t] = vdupq_n_s32(0);
+        for (int s = 0; s < 8; s++) { /* sub-block s: nibbles (s % 2) of chunk s / 2 */
+            int8x16_t w[8];
+            for (int k = 0; k < 8; k++) {
+                const uint8x16_t bytes = vld1q_u8(block->qs[s / 2][k][4 * q]);
+                w[k] = vreinterpretq_s8_u8(s % 2 ? vshrq_n_u8(bytes, 4) : vandq_u8(bytes, vdupq_n_u8(0x0F)));
+            }
+            const int32x4_t scale = quad_bytes(&block->scales[s][4 * q]);
+            const int32x4_t min = quad_bytes(&block->mins[s][4 * q]);
+            for (int t = 0; t < tile_tokens; t++) {
+                const struct plm_act_q8_K *xb = &x[t * n_blocks + b];
+                sums[t] = vmlaq_s32(sums[t], quad_dot_32(w, xb->qs + 32 * s), scale);
+                min_sums[t] = vmlaq_n_s32(min_sums[t], min, xb->bsums[2 * s] + xb->bsums[2 * s + 1]);
+            }
+        }
+        const float32x4_t d = quad_halves(block->d + 4 * q), dmin = quad_halves(block->dmin + 4 * q);
+        for (int t = 0; t < tile_tokens; t++) {
+            const float dx = x[t * n_blocks + b].d;
+            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(sums[t]), vmulq_n_f32(d, dx));
+            acc[t] = vfmsq_f32(acc[t], vcvtq_f32_s32(min_sums[t]), vmulq_n_f32(dmin, dx));
+        }
+    }
+    for (int t = 0; t < tile_tokens; t++)
+        store_quad(y + t * y_stride + 4 * q, acc[t], rows >> (4 * q));
+}
+
+DOTPROD_FUNCTION static void packed_q4_0_tile4(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q4_0, group, q, x, n / PLM_QK, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+DOTPROD_FUNCTION static void packed_q4_0_tile1(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q4_0, group, q, x, n / PLM_QK, y, ys, rows, 1);
+}
+
+DOTPROD_FUNCTION static void packed_q8_0_tile4(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q8_0, group, q, x, n / PLM_QK, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+DOTPROD_FUNCTION static void packed_q8_0_tile1(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q8_0, group, q, x, n / PLM_QK, y, ys, rows, 1);
+}
+
+DOTPROD_FUNCTION static void packed_q4_K_tile4(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_q4_K_quad(group, q, x, n / PLM_QK_K, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+DOTPROD_FUNCTION static void packed_q4_K_tile1(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_q4_K_quad(group, q, x, n / PLM_QK_K, y, ys, rows, 1);
+}
+
 #endif /* HAVE_DOTPROD_KERNELS */
 
 static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
@@ -534,6 +725,25 @@ static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_Q6_K] = {PLM_ACTIVATIONS_Q8_K, q6_K_tile4, q6_K_tile1},
 #endif
 };
+
+#if HAVE_DOTPROD_KERNELS
+static const struct plm_packed_kernel packed_kernels[PLM_TYPE_COUNT] = {
+    [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, packed_q4_0_tile4, packed_q4_0_tile1},
+    [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, packed_q8_0_tile4, packed_q8_0_tile1},
+    [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, packed_q4_K_tile4, packed_q4_K_tile1},
+};
+#endif
+
+const struct plm_packed_kernel *plm_neon_packed_kernel(int type, bool has_dotprod)
+{
+#if HAVE_DOTPROD_KERNELS
+    if (has_dotprod && type >= 0 && type < PLM_TYPE_COUNT && packed_kernels[type].tile4)
+        return &packed_kernels[type];
+#endif
+    (void)type;
+    (void)has_dotprod;
+    return NULL;
+}
 
 const struct plm_kernel *plm_neon_kernel(int type, bool has_dotprod)
 {

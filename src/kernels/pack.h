@@ -1,7 +1,8 @@
 /*
- * Weights repacked at load time for the AVX-512 VNNI kernels: 16 rows
- * interleaved, so that one 64-byte vector holds four consecutive quants of
- * each of 16 rows, one row per 32-bit lane.
+ * Weights repacked at load time for the AVX-512 VNNI kernels (and ARM64's,
+ * which read 4 rows per 16-byte vector): 16 rows interleaved, so that one
+ * 64-byte vector holds four consecutive quants of each of 16 rows, one row
+ * per 32-bit lane.
  *
  * Why: in the file's layout a row's block is dotted with a token in vector
  * lanes that must then be summed across (and its scale spread over them), so
@@ -15,7 +16,9 @@
  * vpdpbusd multiplies unsigned bytes by signed ones. The broadcast operand is
  * the signed one, so the activations stay signed and the quants are stored
  * unsigned, with an offset: weight = d * (quant - offset). The kernel
- * subtracts offset * d * (sum of the token's block) once per block.
+ * subtracts offset * d * (sum of the token's block) once per block. (ARM's
+ * SDOT is signed by signed: its kernels take Q4_0's nibbles as they are and
+ * flip Q8_0's top bits back.)
  *
  * A matrix of n_out rows becomes ceil(n_out / 16) groups of 16 rows, the last
  * padded with rows of zero scale. For Q4_0 and Q8_0, a group of rows with

@@ -11,6 +11,7 @@
  * Prints one line per type and exits 0 when everything matches, 1 otherwise.
  */
 #include "kernels/matmul_impl.h"
+#include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
@@ -82,8 +83,21 @@ static void activations_as_seen(enum plm_activation_format format, const float *
     }
 }
 
-/* Checks one product; returns the number of bad outputs (reporting the first). */
-static int check_product(enum plm_isa isa, int type, int64_t n_in, int64_t n_out, int n_tokens)
+/* w's rows packed for isa's packed kernels (kernels/pack.h), as the model
+ * loader packs them. */
+static void pack(enum plm_isa isa, struct plm_matrix *w)
+{
+    const size_t bytes = plm_packed_size_with_isa(isa, w);
+    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!packed)
+        exit(2);
+    plm_pack_rows(w, packed, 0, plm_packed_groups(w));
+    w->packed = packed;
+}
+
+/* Checks one product, with w as stored or packed; returns the number of bad
+ * outputs (reporting the first). */
+static int check_product(enum plm_isa isa, int type, int64_t n_in, int64_t n_out, int n_tokens, bool packed)
 {
     const size_t row_bytes = plm_row_bytes(type, n_in);
     uint8_t *bytes = malloc(row_bytes * (size_t)n_out);
@@ -100,9 +114,15 @@ static int check_product(enum plm_isa isa, int type, int64_t n_in, int64_t n_out
         plm_quantize_row(type, source + r * n_in, bytes + (size_t)r * row_bytes, n_in);
         plm_dequantize_row(type, bytes + (size_t)r * row_bytes, expanded + r * n_in, n_in);
     }
-    const struct plm_matrix w = {.type = type, .data = bytes, .n_in = n_in, .n_out = n_out};
+    struct plm_matrix w = {.type = type, .data = bytes, .n_in = n_in, .n_out = n_out};
+    struct plm_matrix first_row = {.type = type, .data = bytes, .n_in = n_in, .n_out = 1};
     const struct plm_kernel *kernel = plm_isa_kernel(isa, type);
-    const enum plm_activation_format format = kernel ? kernel->activations : PLM_ACTIVATIONS_F32;
+    enum plm_activation_format format = kernel ? kernel->activations : PLM_ACTIVATIONS_F32;
+    if (packed) {
+        pack(isa, &w);
+        pack(isa, &first_row);
+        format = plm_isa_packed_kernel(isa, type)->activations;
+    }
 
     y[0] = y[n_out * n_tokens + 1] = 12345.0f;
     plm_matmul_with_isa(isa, &w, x, y + 1, n_tokens);
@@ -136,12 +156,13 @@ static int check_product(enum plm_isa isa, int type, int64_t n_in, int64_t n_out
                        (long long)r, got, exact, want);
         }
         float alone;
-        const struct plm_matrix first_row = {.type = type, .data = bytes, .n_in = n_in, .n_out = 1};
         plm_matmul_with_isa(isa, &first_row, xt, &alone, 1);
         if (memcmp(&alone, &y[1 + t * n_out], sizeof alone) != 0 && bad++ == 0)
             printf("  token %d differs alone (%.9g) and in a batch of %d (%.9g)\n", t, alone,
                    n_tokens, y[1 + t * n_out]);
     }
+    free((void *)w.packed);
+    free((void *)first_row.packed);
     free(bytes);
     free(expanded);
     free(source);
@@ -167,14 +188,19 @@ int main(void)
         const int block = plm_type_traits(type)->block_size;
         const int64_t lengths[3] = {block == 1 ? 37 : block, 3 * (block == 1 ? 8 : block),
                                     4096 + (block == 1 ? 3 : block)};
-        int bad = 0;
-        for (int l = 0; l < 3; l++)
-            for (size_t o = 0; o < sizeof row_counts / sizeof row_counts[0]; o++)
-                for (size_t t = 0; t < sizeof token_counts / sizeof token_counts[0]; t++)
-                    bad += check_product(isa, type, lengths[l], row_counts[o], token_counts[t]);
-        printf("%-5s %-7s %s\n", plm_type_name(type),
-               plm_isa_kernel(isa, type) ? plm_isa_name(isa) : "scalar", bad ? "FAIL" : "ok");
-        failures += bad != 0;
+        /* As stored, then packed where the instruction set has packed kernels. */
+        const struct plm_matrix shape = {.type = type, .n_in = lengths[0], .n_out = 1};
+        for (int packed = 0; packed < 2 && (!packed || plm_packed_size_with_isa(isa, &shape)); packed++) {
+            int bad = 0;
+            for (int l = 0; l < 3; l++)
+                for (size_t o = 0; o < sizeof row_counts / sizeof row_counts[0]; o++)
+                    for (size_t t = 0; t < sizeof token_counts / sizeof token_counts[0]; t++)
+                        bad += check_product(isa, type, lengths[l], row_counts[o], token_counts[t], packed);
+            printf("%-5s %-7s%s %s\n", plm_type_name(type),
+                   plm_isa_kernel(isa, type) ? plm_isa_name(isa) : "scalar", packed ? " packed" : "",
+                   bad ? "FAIL" : "ok");
+            failures += bad != 0;
+        }
     }
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
