@@ -75,6 +75,9 @@ size_t plm_matmul_packed_size(const struct plm_matrix *w);
  * element. */
 float plm_dot_f32(const float *a, const float *b, int n);
 
+/* y[i] += a * x[i] for i < n. */
+void plm_axpy_f32(float *y, float a, const float *x, int n);
+
 /* Dot product of one weight row (n elements of type) with n floats. */
 float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n);
 

@@ -21,7 +21,19 @@
  * 32-element blocks too), 4 KiB of stack. */
 #define CHUNK 1024
 
-float plm_dot_f32(const float *a, const float *b, int n)
+/* The attention's vector steps (plm_dot_f32, plm_axpy_f32) are compiled for
+ * AVX2 and AVX-512 as well as the baseline, and the dynamic loader picks the
+ * CPU's best: the baseline x86-64 build runs them 4 floats wide. The same
+ * operations in each lane, in the same order and without fused
+ * multiply-adds (C11 mode contracts none), so every version gives the same
+ * bits. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+VECTOR_CLONES float plm_dot_f32(const float *a, const float *b, int n)
 {
     float partial[8] = {0};
     int i = 0;
@@ -34,6 +46,12 @@ float plm_dot_f32(const float *a, const float *b, int n)
     for (; i < n; i++)
         sum += a[i] * b[i];
     return sum;
+}
+
+VECTOR_CLONES void plm_axpy_f32(float *y, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
 }
 
 /* out[t * out_stride] = row . x[t] for each token t, x[t] being n floats at

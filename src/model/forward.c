@@ -185,10 +185,9 @@ static void cache_store(const struct plm_session *owner, uint8_t *row, const flo
 static const float *cache_head(const struct plm_session *owner, const uint8_t *row, int head, float *tmp)
 {
     int head_dim = owner->model->hp.head_dim;
-    const uint8_t *start = row + plm_row_bytes(owner->kv_type, (int64_t)head * head_dim);
-    if (owner->kv_type == PLM_TYPE_F32)
-        return (const float *)start;
-    plm_dequantize_row(owner->kv_type, start, tmp, head_dim);
+    if (owner->kv_type == PLM_TYPE_F32) /* the common case, for every position of every head */
+        return (const float *)row + (size_t)head * head_dim;
+    plm_dequantize_row(owner->kv_type, row + plm_row_bytes(owner->kv_type, (int64_t)head * head_dim), tmp, head_dim);
     return tmp;
 }
 
@@ -260,9 +259,7 @@ static void attend(const struct plm_session *s, const struct batch_row *row, int
     memset(out, 0, head_dim * sizeof(float));
     for (int j = 0; j <= pos; j++) {
         const float *value = cache_head(owner, cache_row(owner->value_cache, owner, layer, j), kv_head, tmp);
-        float weight = scores[j];
-        for (int i = 0; i < head_dim; i++)
-            out[i] += weight * value[i];
+        plm_axpy_f32(out, scores[j], value, head_dim);
     }
 }
 
