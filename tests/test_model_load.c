@@ -215,10 +215,10 @@ static size_t heap_in_use(void)
 
 /* host_bytes is the loader's heap, counted where it allocates, plus the file's
  * metadata: it grows with the vocabulary and matches what malloc reports.
- * Weights are not packed here: a packed copy takes the place of mapped pages
- * and is counted with the weights (only its padding in host_bytes), but to
- * malloc it is heap like any other; test_packing_replaces_mapped_weights
- * checks it. */
+ * Packing is off here: host_bytes would count the padding of the packed
+ * copies the first session makes (their bulk takes the place of mapped pages
+ * and counts with the weights), which malloc has not seen at load;
+ * tests/test_pack_weights.c checks that count. */
 static void test_host_bytes_count_what_the_model_keeps(void **state)
 {
     (void)state;

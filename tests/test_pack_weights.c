@@ -1,6 +1,6 @@
 /*
- * Weights repacked at load (src/model/pack_weights.c, kernels/pack.h): which
- * matrices are packed, that single rows read from a packed copy are the
+ * Weights repacked for the kernels (src/model/pack_weights.c, kernels/pack.h)
+ * when the first session is made: which matrices are packed, that single rows read from a packed copy are the
  * stored rows, that a tied embedding shares the output's copy, that the
  * padding is counted in host_bytes (Q4_K's wider scales too), that a packed model's logits agree with
  * the same model read as stored, and that POCKETLM_REPACK=0 turns it off.
@@ -65,6 +65,18 @@ static void check_type(int type, bool tied)
     plm_model *packed = load(path, "1"), *stored = load(path, "0");
     struct plm_matrix *matrices[2 + 7 * 2];
     const int n = model_matrices(packed, matrices, 16);
+    /* Nothing is packed before the first session, but info already counts
+     * the padding. */
+    struct plm_model_info at_load, with, without;
+    plm_model_get_info(packed, &at_load);
+    for (int i = 0; i < n; i++)
+        assert_null(matrices[i]->packed);
+    const int n_vocab = packed->hp.n_vocab;
+    float *a = malloc((size_t)n_vocab * sizeof(float)), *b = malloc((size_t)n_vocab * sizeof(float));
+    assert_non_null(a);
+    assert_non_null(b);
+    logits_after_prompt(packed, a);
+    logits_after_prompt(stored, b);
     if (!plm_matmul_packed_size(&packed->layers[0].wq)) {
         print_message("skipping %s: this CPU's kernels read it as stored\n", plm_type_name(type));
         for (int i = 0; i < n; i++)
@@ -94,8 +106,8 @@ static void check_type(int type, bool tied)
         free(from_file);
         /* host_bytes counts the padding: the output's 4 rows of padding
          * at least. */
-        struct plm_model_info with, without;
         plm_model_get_info(packed, &with);
+        assert_int_equal(with.host_bytes, at_load.host_bytes);
         plm_model_get_info(stored, &without);
         assert_true(with.host_bytes >= without.host_bytes + 4 * plm_row_bytes(type, w->n_in));
         assert_int_equal(with.weight_bytes, without.weight_bytes);
@@ -105,12 +117,6 @@ static void check_type(int type, bool tied)
 
     /* The same logits up to the kernels' rounding: both layouts multiply the
      * same 8-bit activations with the same weights. */
-    const int n_vocab = packed->hp.n_vocab;
-    float *a = malloc((size_t)n_vocab * sizeof(float)), *b = malloc((size_t)n_vocab * sizeof(float));
-    assert_non_null(a);
-    assert_non_null(b);
-    logits_after_prompt(packed, a);
-    logits_after_prompt(stored, b);
     double largest = 0.0, worst = 0.0;
     for (int i = 0; i < n_vocab; i++) {
         largest = fmax(largest, fabs(b[i]));

@@ -159,6 +159,7 @@ int plm_session_new(plm_model *model, const struct plm_session_params *params, p
     if (plm_row_bytes(kv_type, model->hp.head_dim) == 0)
         return plm_fail(PLM_ERR_ARG, "a %s KV cache needs a head size that is a multiple of %d; this model's is %d",
                         plm_type_name(kv_type), plm_type_traits(kv_type)->block_size, model->hp.head_dim);
+    model_pack_weights(model); /* the first session packs the weights, for every later one */
     struct plm_session *s = calloc(1, sizeof *s);
     if (!s)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");

@@ -283,7 +283,7 @@ static int load(struct plm_model *m, const char *path)
     m->hp.n_vocab = vocab_n_tokens(m->vocab);
     if ((rc = bind_weights(m)))
         return plm_fail_context(rc, "%s", path);
-    model_pack_weights(m);
+    model_plan_packing(m);
     return PLM_OK;
 }
 
@@ -294,6 +294,7 @@ int plm_model_load(const char *path, plm_model **model)
     if (!m)
         return plm_fail(PLM_ERR_NOMEM, "out of memory");
     m->heap_bytes = sizeof *m;
+    pthread_mutex_init(&m->packing_lock, NULL);
     int rc = load(m, path);
     if (rc) {
         plm_model_free(m);
@@ -308,6 +309,7 @@ void plm_model_free(plm_model *m)
     if (!m)
         return;
     model_free_packed(m);
+    pthread_mutex_destroy(&m->packing_lock);
     for (int i = 0; i < m->n_owned_vectors; i++)
         free(m->owned_vectors[i]);
     free(m->owned_vectors);

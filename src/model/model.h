@@ -17,6 +17,7 @@
 #include "kernels/matmul.h"
 #include "tokenizer/vocab.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 
 enum plm_arch {
@@ -74,11 +75,15 @@ struct plm_model {
     /* This struct, its strings, layers and expanded vectors; the vocabulary and
      * the parsed file count their own. */
     uint64_t heap_bytes;
-    /* The packed copies of matrices (pack_weights.c), in one allocation, and
-     * what they hold beyond the mapped bytes they replace (each one's padding
-     * to whole groups of rows and to 64 bytes). */
+    /* The packed copies of matrices (pack_weights.c), in one allocation,
+     * made by the first session (commands that only read the model, such as
+     * info, never pay for them); what they hold beyond the mapped bytes they
+     * replace (each one's padding to whole groups of rows and to 64 bytes),
+     * known from the load on. */
     void *packed_arena;
     uint64_t packed_padding;
+    bool packing_done;
+    pthread_mutex_t packing_lock;
 };
 
 /* Pointers to every weight matrix of the model: token_embd, output (the same
@@ -86,8 +91,11 @@ struct plm_model {
  * w_up, w_down. Writes at most max and returns how many there are. */
 int model_matrices(struct plm_model *m, struct plm_matrix **out, int max);
 
-/* Repacks the matrices of the products for this CPU's kernels where they
- * have a packed layout (pack_weights.c), and frees the packed copies. */
+/* Weight packing (pack_weights.c): model_plan_packing sets packed_padding at
+ * load; model_pack_weights repacks the matrices of the products for this
+ * CPU's kernels where they have a packed layout, once (later calls, from any
+ * thread, return at once); model_free_packed frees the copies. */
+void model_plan_packing(struct plm_model *m);
 void model_pack_weights(struct plm_model *m);
 void model_free_packed(struct plm_model *m);
 

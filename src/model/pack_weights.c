@@ -11,6 +11,10 @@
  * is tied to it: then the lookups read the packed output, so the embedding
  * is not in memory twice.
  *
+ * Packing happens when the first session is made, so commands that only
+ * read the model (info, fit, quantize) never pay for it; its padding is known
+ * from the load on, so info predicts the memory of a packed model.
+ *
  * All packed matrices share one allocation on huge pages where the kernel
  * gives them (transparent huge pages in "madvise" mode): in 4 KiB pages, a
  * 1B model took 170,000 page faults to pack, most of its load time, and
@@ -127,10 +131,12 @@ static void *pack_pieces(void *arg)
     return NULL;
 }
 
+/* Adds what w's packed copy holds beyond its mapped rows to the padding. */
 static void count_padding(struct packing *p, struct plm_matrix *w)
 {
-    if (w->packed)
-        p->model->packed_padding += arena_share(w) - plm_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+    const size_t share = arena_share(w);
+    if (share)
+        p->model->packed_padding += share - plm_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
 }
 
 /* Calls fn on the matrices of the products: output and each layer's seven. */
@@ -160,10 +166,18 @@ static void run_packing(struct packing *p)
         pthread_join(threads[i], NULL);
 }
 
-void model_pack_weights(struct plm_model *m)
+void model_plan_packing(struct plm_model *m)
 {
-    if (!repack_enabled())
-        return;
+    struct packing p = {.model = m};
+    m->packing_done = !repack_enabled(); /* decided at load, whatever the environment later */
+    if (!m->packing_done)
+        for_each_product_matrix(&p, count_padding);
+}
+
+/* Packs every matrix that has a packed layout, or none (out of memory: the
+ * stored layout is slower, not wrong). */
+static void pack_all(struct plm_model *m)
+{
     struct packing p = {.model = m};
     for_each_product_matrix(&p, plan_matrix); /* count */
     if (!p.bytes)
@@ -179,15 +193,23 @@ void model_pack_weights(struct plm_model *m)
         for_each_product_matrix(&p, plan_matrix); /* place */
         atomic_init(&p.next_piece, 0);
         run_packing(&p);
-        for_each_product_matrix(&p, count_padding);
         if (m->token_embd.data == m->output.data)
             m->token_embd.packed = m->output.packed;
-    } else { /* the stored layout is slower, not wrong */
+    } else {
         free(m->packed_arena);
         m->packed_arena = NULL;
     }
     free(p.matrices);
     free(p.pieces);
+}
+
+void model_pack_weights(struct plm_model *m)
+{
+    pthread_mutex_lock(&m->packing_lock);
+    if (!m->packing_done)
+        pack_all(m);
+    m->packing_done = true;
+    pthread_mutex_unlock(&m->packing_lock);
 }
 
 void model_free_packed(struct plm_model *m)
