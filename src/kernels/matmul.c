@@ -12,7 +12,7 @@
  * output is computed by the same operations whatever the tile, so a token
  * gets bit-identical results alone or in a batch.
  *
- * A matrix repacked at load (w->packed, kernels/pack.h) runs its instruction
+ * A matrix repacked for the kernels (w->packed, kernels/pack.h) runs its instruction
  * set's packed kernel instead, 16 rows at a time, when there is one.
  */
 #include "kernels/matmul.h"

@@ -28,11 +28,12 @@
  * tile size runs the same float operations per token, so a token gets
  * bit-identical results alone or in a batch.
  *
- * Q4_0 and Q8_0 matrices repacked at load (kernels/pack.h) have kernels of
- * their own, packed_group_tile: 16 rows at once, each vpdpbusd multiplying 4
- * quants of every row by 4 of a token's activations broadcast to all lanes.
- * With no horizontal sums and one scale load for 16 rows, they run prompts
- * about 3x as fast as the row kernels below (bench/kernels_bench.c).
+ * Q4_0, Q8_0 and Q4_K matrices repacked (kernels/pack.h) have kernels of
+ * their own, packed_group_tile and packed_q4_K_tile: 16 rows at once, each
+ * vpdpbusd multiplying 4 quants of every row by 4 of a token's activations
+ * broadcast to all lanes. With no horizontal sums and one scale load for 16
+ * rows, they run prompts 2.2-3.7x as fast as the row kernels below
+ * (bench/kernels_bench.c).
  *
  * Every weight type of the engine has a kernel here except F32, which runs
  * the AVX2 kernel: an AVX-512 one streaming F32 rows from memory measured

@@ -1,6 +1,6 @@
 /*
  * Repacking of weight rows into the interleaved layout of pack.h. Plain C:
- * it runs once per matrix at load time, at memory speed.
+ * it runs once per model (when its first session is made), at memory speed.
  */
 #include "kernels/pack.h"
 

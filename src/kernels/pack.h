@@ -1,5 +1,5 @@
 /*
- * Weights repacked at load time for the AVX-512 VNNI kernels (and ARM64's,
+ * Weights repacked once per model for the AVX-512 VNNI kernels (and ARM64's,
  * which read 4 rows per 16-byte vector): 16 rows interleaved, so that one
  * 64-byte vector holds four consecutive quants of each of 16 rows, one row
  * per 32-bit lane.

@@ -1,5 +1,5 @@
 /*
- * Weight matrices repacked at load time for kernels that read an
+ * Weight matrices repacked, once per model, for kernels that read an
  * interleaved layout (kernels/pack.h; AVX-512 VNNI and ARM64 NEON with the
  * dot-product extension, for Q4_0, Q8_0 and Q4_K).
  *
