@@ -26,8 +26,8 @@
  * CPU's best: the baseline x86-64 build runs them 4 floats wide. The same
  * operations in each lane, in the same order and without fused
  * multiply-adds (C11 mode contracts none), so every version gives the same
- * bits. */
-#if defined(__x86_64__) && defined(__GNUC__)
+ * bits. GCC only: clang 14 leaves the clones unresolved at link time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTOR_CLONES
