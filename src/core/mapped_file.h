@@ -18,9 +18,9 @@ int mapped_file_open(struct mapped_file *file, const char *path);
 void mapped_file_close(struct mapped_file *file);
 
 /* Drops the pages wholly inside [p, p + n) from the process's resident
- * memory, for a range whose data has been copied elsewhere; they are read
- * from the file again if touched. Does nothing for a range outside the
- * mapping. */
+ * memory, for a range that has been used (a finished chunk of a gap
+ * reference) or copied elsewhere (packed weights); they are read from the
+ * file again if touched. Does nothing for a range outside the mapping. */
 void mapped_file_release(const struct mapped_file *file, const void *p, size_t n);
 
 /* Reads a whole (small) file into a NUL-terminated heap buffer; *size excludes the NUL. */

@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* ------------------------------------------------------------ the metrics */
 
@@ -158,18 +156,6 @@ void gap_reference_close(struct gap_reference *ref)
 {
     mapped_file_close(&ref->file);
     memset(ref, 0, sizeof *ref);
-}
-
-/* Drops the pages of a finished chunk's log-probabilities from this process's
- * resident memory: the file holds n_vocab floats per position and can outgrow
- * RAM, and its pages are clean, so nothing is lost. */
-static void release_pages(const void *start, size_t len)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t first = ((uintptr_t)start + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)start + len) & ~(page - 1);
-    if (end > first)
-        madvise((void *)first, end - first, MADV_DONTNEED);
 }
 
 /* ------------------------------------------------------------- decoding */
@@ -388,7 +374,9 @@ static int compare_chunks(plm_session *s, const struct gap_reference *ref,
     for (int c = 0; rc == PLM_OK && c < ref->n_chunks; c++) {
         st.chunk = c;
         rc = decode_chunk(s, ref->tokens + (size_t)c * ref->n_ctx, ref->n_ctx, logits, compare_row, &st);
-        release_pages(ref->log_probs + c * chunk_floats, chunk_floats * sizeof(float));
+        /* The file holds n_vocab floats per position and can outgrow RAM: a
+         * finished chunk's log-probabilities leave memory. */
+        mapped_file_release(&ref->file, ref->log_probs + c * chunk_floats, chunk_floats * sizeof(float));
         if (rc == PLM_OK && on_progress)
             on_progress(user, c + 1, ref->n_chunks);
     }
