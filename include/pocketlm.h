@@ -156,8 +156,8 @@ const float *plm_session_logits(const plm_session *session);
  * plm_session_logits(sessions[i]) holds its next-token logits, as after
  * plm_decode(sessions[i], &tokens[i], 1, NULL) (up to float rounding). The
  * pass runs on sessions[0]'s threads and scratch, and calls its calibration
- * hook with all n rows. Takes 1..PLM_DECODE_SESSIONS_MAX distinct sessions,
- * none with a larger context than sessions[0]'s. Fails, changing no session,
+ * hook with all n rows. Takes 1..PLM_DECODE_SESSIONS_MAX distinct sessions.
+ * Fails, changing no session,
  * with PLM_ERR_ARG (n out of range, a session given twice or of another model,
  * a token outside the vocabulary), PLM_ERR_CONTEXT_FULL (a session's context
  * is full) or PLM_ERR_NOMEM. */
@@ -408,11 +408,14 @@ void plm_device_fit(const struct plm_device *device, const plm_model *model,
 
 /* What one generated token costs at the given context position: the bytes of
  * weights and KV cache it reads (every matrix once; one row of the embedding)
- * and the floating-point operations it needs (a multiply-add counts as 2). */
+ * and the floating-point operations it needs (a multiply-add counts as 2), of
+ * which output_flops are the output product's. A prompt's tokens skip that
+ * product but for the last one, whose logits are the prompt's. */
 struct plm_token_cost {
     uint64_t weight_bytes;
     uint64_t kv_bytes;
     uint64_t flops;
+    uint64_t output_flops;
     bool quantized; /* most weight bytes are in block-quantized (integer) types */
 };
 void plm_model_token_cost(const plm_model *model, int position, struct plm_token_cost *cost);

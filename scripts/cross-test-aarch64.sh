@@ -20,8 +20,8 @@ for tool in "$cc" "$qemu"; do
   fi
 done
 
-sources=(tests/cross/kernels_check.c src/kernels/*.c src/tensor/*.c src/quant/quantize.c)
-flags=(-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc)
+sources=(tests/cross/kernels_check.c tests/support/attention_check.c src/kernels/*.c src/tensor/*.c src/quant/quantize.c)
+flags=(-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -Itests/support)
 mkdir -p "$out"
 # Unoptimized builds must compile too (no shift counts that need constant folding).
 "$cc" "${flags[@]}" -O0 -c src/kernels/matmul_neon.c -o "$out/matmul_neon_O0.o"

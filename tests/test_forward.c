@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_TEST_TOKENS 20
+#define N_TEST_TOKENS 40
 
 /* ---------------------------------------------------------------- helpers */
 

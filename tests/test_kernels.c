@@ -23,6 +23,7 @@
  * Outputs must also be bit-identical whether a token runs alone or in a
  * batch of any size, and the memory around the output must stay untouched.
  */
+#include "attention_check.h"
 #include "test_util.h"
 
 #include "kernels/matmul.h"
@@ -804,12 +805,24 @@ static void test_isa_environment_variable(void **state)
     }
 }
 
+/* The attention kernels' lanes do the scalar loops' sums in the same order:
+ * the same bits, whichever vector width the loader picked. */
+static void test_attention_matches_scalar_loops(void **state)
+{
+    (void)state;
+    char why[256];
+    int failures = attention_check(why, sizeof why);
+    if (failures)
+        fail_msg("%d attention kernel calls differ; first: %s", failures, why);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], CHILD_FLAG) == 0)
         return run_as_isa_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activation_quantization),
+        cmocka_unit_test(test_attention_matches_scalar_loops),
         cmocka_unit_test(test_activation_zeros_and_nan),
         cmocka_unit_test(test_checks_catch_one_wrong_block),
         cmocka_unit_test(test_kernels_match_scalar),

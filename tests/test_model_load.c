@@ -219,6 +219,25 @@ static size_t heap_in_use(void)
  * copies the first session makes (their bulk takes the place of mapped pages
  * and counts with the weights), which malloc has not seen at load;
  * tests/test_pack_weights.c checks that count. */
+/* The cost of a token, counted by hand for the valid model (untied, so the
+ * embedding is one row): per layer q, k, v, o and the three feed-forward
+ * matrices, then the output; attention reads every head's keys and values. */
+static void test_token_cost_counts_every_product(void **state)
+{
+    (void)state;
+    plm_model *model;
+    assert_int_equal(plm_model_load(valid_path, &model), PLM_OK);
+    struct plm_token_cost cost;
+    plm_model_token_cost(model, 9, &cost);
+    const uint64_t layer = 64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 128, output = 64 * TINY_N_VOCAB;
+    const uint64_t attention = 2 * 2 * 2 * 4 * 16 * 10; /* 2 products, 2 layers, 4 heads, 10 positions */
+    assert_int_equal(cost.flops, 2 * (2 * layer + output) + attention);
+    assert_int_equal(cost.output_flops, 2 * output);
+    assert_int_equal(cost.kv_bytes, 2 * 2 * 10 * 32 * sizeof(float));
+    assert_true(cost.quantized);
+    plm_model_free(model);
+}
+
 static void test_host_bytes_count_what_the_model_keeps(void **state)
 {
     (void)state;
@@ -270,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_metadata_that_disagrees_with_the_tensors),
         cmocka_unit_test(test_absurd_sizes_are_refused_up_front),
         cmocka_unit_test(test_host_bytes_count_what_the_model_keeps),
+        cmocka_unit_test(test_token_cost_counts_every_product),
     };
     return cmocka_run_group_tests(tests, write_valid_model, remove_valid_model);
 }

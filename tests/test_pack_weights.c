@@ -139,6 +139,12 @@ static void test_q4_0_tied(void **state)
     check_type(PLM_TYPE_Q4_0, true);
 }
 
+static void test_q5_0_tied(void **state)
+{
+    (void)state;
+    check_type(PLM_TYPE_Q5_0, true);
+}
+
 static void test_q8_0_untied(void **state)
 {
     (void)state;
@@ -155,6 +161,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q4_0_tied),
+        cmocka_unit_test(test_q5_0_tied),
         cmocka_unit_test(test_q8_0_untied),
         cmocka_unit_test(test_q4_k_tied),
     };

@@ -111,12 +111,12 @@ static void test_memory_prediction_follows_the_cache(void **state)
     uint64_t at100 = plm_session_memory_needed(model, &p);
     p.n_ctx = 200;
     uint64_t at200 = plm_session_memory_needed(model, &p);
-    /* Per position: the cache, plus one attention score per thread. */
-    assert_int_equal(at200 - at100, 100 * (2 * 2 * 2 * 64 * 4 + 4));
+    /* Per position: the cache alone (attention keeps no score per position). */
+    assert_int_equal(at200 - at100, 100 * (2 * 2 * 2 * 64 * 4));
     p.kv_type = PLM_KV_F16;
     uint64_t f16_200 = plm_session_memory_needed(model, &p);
     p.n_ctx = 100;
-    assert_int_equal(f16_200 - plm_session_memory_needed(model, &p), 100 * (2 * 2 * 2 * 64 * 2 + 4));
+    assert_int_equal(f16_200 - plm_session_memory_needed(model, &p), 100 * (2 * 2 * 2 * 64 * 2));
     plm_model_free(model);
     remove(path);
 }

@@ -7,6 +7,7 @@
 #include "engine/session.h"
 
 #include "core/error.h"
+#include "model/attention.h"
 #include "tensor/types.h"
 
 #include <math.h>
@@ -19,7 +20,7 @@ struct session_sizes {
     size_t kv_cache;    /* bytes of each of the key and value caches */
     size_t batch;       /* floats: x, xb, q, k, v, attn_out, ffn_gate, ffn_up together */
     size_t activations; /* floats: a batch's activations as the kernels read them */
-    size_t other;       /* floats: scores, expanded heads, rope tables, logits */
+    size_t other;       /* floats: attention scratch, rope tables, logits */
 };
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
@@ -62,7 +63,7 @@ static struct session_sizes session_sizes(const struct plm_model *m, const struc
     z.batch = PLM_BATCH * (2 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff);
     z.activations = (plm_activations_max_bytes((int64_t)widest_input, PLM_BATCH) + sizeof(float) - 1) /
                     sizeof(float);
-    z.other = (size_t)p->n_threads * (p->n_ctx + hp->head_dim) + 3 * (size_t)(hp->head_dim / 2) +
+    z.other = (size_t)p->n_threads * attention_scratch_floats(hp) + 3 * (size_t)(hp->head_dim / 2) +
               (size_t)hp->n_vocab;
     return z;
 }
@@ -136,8 +137,7 @@ static int allocate_buffers(struct plm_session *s, const struct plm_session_para
     s->attn_out = take(&cursor, PLM_BATCH * q_dim);
     s->ffn_gate = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
     s->ffn_up = take(&cursor, PLM_BATCH * (size_t)hp->n_ff);
-    s->scores = take(&cursor, (size_t)n_threads * s->n_ctx);
-    s->kv_head = take(&cursor, (size_t)n_threads * hp->head_dim);
+    s->attention = take(&cursor, (size_t)n_threads * attention_scratch_floats(hp));
     s->rope_inv_freq = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_cos = take(&cursor, (size_t)hp->head_dim / 2);
     s->rope_sin = take(&cursor, (size_t)hp->head_dim / 2);
@@ -238,8 +238,8 @@ int plm_decode(plm_session *s, const int32_t *tokens, int n_tokens, float *logit
 
 _Static_assert(PLM_DECODE_SESSIONS_MAX <= PLM_BATCH, "one forward pass holds every session's token");
 
-/* PLM_OK if the sessions can share one pass: the pass uses the first one's
- * scratch, whose attention scores hold n_ctx positions. */
+/* PLM_OK if the sessions can share one pass (which uses the first one's
+ * scratch and threads). */
 static int check_sessions(plm_session *const *sessions, const int32_t *tokens, int n)
 {
     if (n < 1 || n > PLM_DECODE_SESSIONS_MAX)
@@ -250,9 +250,6 @@ static int check_sessions(plm_session *const *sessions, const int32_t *tokens, i
         const struct plm_session *s = sessions[i];
         if (s->model != first->model)
             return plm_fail(PLM_ERR_ARG, "session %d runs another model than session 0", i);
-        if (s->n_ctx > first->n_ctx)
-            return plm_fail(PLM_ERR_ARG, "session %d has a larger context (%d) than session 0 (%d)", i,
-                            s->n_ctx, first->n_ctx);
         for (int j = 0; j < i; j++)
             if (sessions[j] == s)
                 return plm_fail(PLM_ERR_ARG, "session %d is also session %d: one token per session", i, j);

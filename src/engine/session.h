@@ -35,8 +35,7 @@ struct plm_session {
     float *attn_out;     /* heads concatenated     [PLM_BATCH][n_head * head_dim] */
     float *ffn_gate;     /* gate, then gate*up     [PLM_BATCH][n_ff] */
     float *ffn_up;       /*                        [PLM_BATCH][n_ff] */
-    float *scores;       /* attention weights      [n_threads][n_ctx] */
-    float *kv_head;      /* a cached key or value expanded to floats [n_threads][head_dim] */
+    float *attention;    /* each thread's attention scratch (model/attention.c) */
     float *rope_inv_freq;/* per rotated pair       [head_dim / 2] */
     float *rope_cos;     /* one position's angles  [head_dim / 2] */
     float *rope_sin;
@@ -62,9 +61,8 @@ struct batch_row {
 
 /* Runs the transformer over n_tokens <= PLM_BATCH tokens, token t at
  * rows[t].pos of rows[t].session (the caller has checked that the position
- * fits that session's context and s's, whose scores buffer the attention
- * uses). Stores each token's keys and values in its session's cache, and
- * writes next-token logits: every row into `logits` when it is not NULL, else
+ * fits that session's context). Stores each token's keys and values in its
+ * session's cache, and writes next-token logits: every row into `logits` when it is not NULL, else
  * the last row only, into s->logits. s lends its scratch, thread pool and
  * observe_matmul hook; the model is s's, which must be every row's. Changes
  * no n_past. */

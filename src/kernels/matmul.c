@@ -240,9 +240,9 @@ size_t plm_activations_max_bytes(int64_t n_in, int n_tokens)
     return most;
 }
 
-void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x,
-                                      int n_tokens, void *scratch, size_t scratch_bytes,
-                                      struct plm_activations *out)
+/* plm_plan_activations for a given instruction set. */
+static void plan_activations(enum plm_isa isa, const struct plm_matrix *w, const float *x, int n_tokens,
+                             void *scratch, size_t scratch_bytes, struct plm_activations *out)
 {
     const int64_t n_in = w->n_in;
     *out = (struct plm_activations){.isa = isa, .type = w->type, .n_in = n_in,
@@ -252,23 +252,44 @@ void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix 
         return; /* the scalar kernel reads x */
     out->packed = w->packed && plm_isa_packed_kernel(isa, w->type);
     out->token_bytes = token_activation_bytes(format, n_in);
+    out->format = format;
     if (format == PLM_ACTIVATIONS_F32) {
         out->data = x;
         return;
     }
     if (!scratch || scratch_bytes < out->token_bytes * (size_t)n_tokens)
         return; /* no room: the scalar kernel needs none */
-    for (int t = 0; t < n_tokens; t++) {
-        const float *token = x + (size_t)t * (size_t)n_in;
-        void *quantized = (uint8_t *)scratch + (size_t)t * out->token_bytes;
-        if (format == PLM_ACTIVATIONS_Q8)
-            plm_quantize_activations_q8(token, quantized, n_in);
-        else if (format == PLM_ACTIVATIONS_Q8_PAIRS)
-            plm_quantize_activations_q8_pairs(token, quantized, n_in);
+    out->data = out->converted = scratch;
+}
+
+void plm_plan_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
+                          size_t scratch_bytes, struct plm_activations *out)
+{
+    plan_activations(plm_matmul_isa(), w, x, n_tokens, scratch, scratch_bytes, out);
+}
+
+void plm_convert_activations(const struct plm_activations *xq, int token_begin, int token_end)
+{
+    if (!xq->converted)
+        return;
+    for (int t = token_begin; t < token_end; t++) {
+        const float *token = xq->x + (size_t)t * (size_t)xq->n_in;
+        void *quantized = (uint8_t *)xq->converted + (size_t)t * xq->token_bytes;
+        if (xq->format == PLM_ACTIVATIONS_Q8)
+            plm_quantize_activations_q8(token, quantized, xq->n_in);
+        else if (xq->format == PLM_ACTIVATIONS_Q8_PAIRS)
+            plm_quantize_activations_q8_pairs(token, quantized, xq->n_in);
         else
-            plm_quantize_activations_q8_K(token, quantized, n_in);
+            plm_quantize_activations_q8_K(token, quantized, xq->n_in);
     }
-    out->data = scratch;
+}
+
+void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x,
+                                      int n_tokens, void *scratch, size_t scratch_bytes,
+                                      struct plm_activations *out)
+{
+    plan_activations(isa, w, x, n_tokens, scratch, scratch_bytes, out);
+    plm_convert_activations(out, 0, n_tokens);
 }
 
 void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,

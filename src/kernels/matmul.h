@@ -44,6 +44,8 @@ struct plm_activations {
     const void *data;   /* in the kernel's format (x itself for float kernels);
                            NULL when the scalar kernel runs on x */
     size_t token_bytes; /* of one token in data */
+    int format;         /* enum plm_activation_format of data */
+    void *converted;    /* the scratch data is converted into; NULL when x is read as it is */
 };
 
 /* Bytes of scratch plm_prepare_activations needs for n_tokens tokens of n_in
@@ -58,6 +60,15 @@ size_t plm_activations_max_bytes(int64_t n_in, int n_tokens);
 void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
                              size_t scratch_bytes, struct plm_activations *out);
 
+/* plm_prepare_activations in parts, so threads can share the conversion of
+ * a prompt's tokens: plm_plan_activations sets *out up and converts no
+ * token; then plm_convert_activations converts tokens [token_begin,
+ * token_end), each of them once, before any product reads them. Parts may
+ * be converted by different threads at once. */
+void plm_plan_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
+                          size_t scratch_bytes, struct plm_activations *out);
+void plm_convert_activations(const struct plm_activations *xq, int token_begin, int token_end);
+
 /* y[t][r] = sum_i W[r][i] * x[t][i] for t < n_tokens and row_begin <= r <
  * row_end; y has n_tokens rows of w->n_out floats, and no other element of it
  * is written. w must have the type, n_in and packing (packed or not) of the
@@ -68,15 +79,6 @@ void plm_matmul_prepared(const struct plm_matrix *w, const struct plm_activation
 /* Bytes this CPU's kernels want w repacked into (plm_pack_rows), 0 when
  * they read it as stored. */
 size_t plm_matmul_packed_size(const struct plm_matrix *w);
-
-/* a . b over n floats. Eight interleaved partial sums: independent chains
- * the compiler keeps in vector lanes without reordering any single sum,
- * where one running sum would wait for the previous addition at every
- * element. */
-float plm_dot_f32(const float *a, const float *b, int n);
-
-/* y[i] += a * x[i] for i < n. */
-void plm_axpy_f32(float *y, float a, const float *x, int n);
 
 /* Dot product of one weight row (n elements of type) with n floats. */
 float plm_vec_dot_row(int type, const void *row, const float *x, int64_t n);

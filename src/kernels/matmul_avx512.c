@@ -481,12 +481,23 @@ AVX512_INLINE void packed_quants(int type, const uint8_t *quants, __m512i w[8])
             w[k] = _mm512_loadu_si512((const void *)(quants + 64 * k));
         return;
     }
-    /* Q4_0: low nibbles are elements 4 k + j, high nibbles 4 k + j + 16. */
+    /* Q4_0 and Q5_0: low nibbles are elements 4 k + j, high nibbles 4 k + j + 16. */
     const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
     for (int k = 0; k < 4; k++) {
         const __m512i bytes = _mm512_loadu_si512((const void *)(quants + 64 * k));
         w[k] = _mm512_and_si512(bytes, low_nibbles);
         w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low_nibbles);
+    }
+    if (type != PLM_TYPE_Q5_0)
+        return;
+    /* Vector k's fifth bits are bit k of each byte of qh: moved to bit 4
+     * (shifts of 16-bit lanes, which keep bit 4 of each byte within it for
+     * these distances) and or-ed in (vpternlogd 0xF8: a | (b & c)). */
+    const __m512i fifth_bits = _mm512_loadu_si512((const void *)((const struct plm_packed_q5_0 *)quants)->qh);
+    const __m512i bit_4 = _mm512_set1_epi8(0x10);
+    for (int k = 0; k < 8; k++) {
+        const __m512i moved = k <= 4 ? _mm512_slli_epi16(fifth_bits, 4 - k) : _mm512_srli_epi16(fifth_bits, k - 4);
+        w[k] = _mm512_ternarylogic_epi32(w[k], moved, bit_4, 0xF8);
     }
 }
 
@@ -523,8 +534,9 @@ AVX512_INLINE void packed_group_tile(int type, const uint8_t *group, const struc
                                      int64_t n_blocks, float *y, int64_t y_stride, uint16_t rows,
                                      const int tile_tokens)
 {
-    const size_t quant_bytes = type == PLM_TYPE_Q4_0 ? sizeof(struct plm_packed_q4_0)
-                                                     : sizeof(struct plm_packed_q8_0);
+    const size_t quant_bytes = type == PLM_TYPE_Q4_0   ? sizeof(struct plm_packed_q4_0)
+                               : type == PLM_TYPE_Q5_0 ? sizeof(struct plm_packed_q5_0)
+                                                       : sizeof(struct plm_packed_q8_0);
     const struct plm_packed_scales *scales =
         (const struct plm_packed_scales *)(group + (size_t)n_blocks * quant_bytes);
     __m512 acc[PLM_TOKEN_TILE], offset_acc[PLM_TOKEN_TILE];
@@ -785,6 +797,18 @@ AVX512_FUNCTION static void packed_q4_0_tile1(const void *group, const void *x, 
     packed_group_tile(PLM_TYPE_Q4_0, group, x, n / PLM_QK, y, ys, rows, 1);
 }
 
+AVX512_FUNCTION static void packed_q5_0_tile4(const void *group, const void *x, int64_t n, float *y,
+                                              int64_t ys, uint16_t rows)
+{
+    packed_group_tile(PLM_TYPE_Q5_0, group, x, n / PLM_QK, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+AVX512_FUNCTION static void packed_q5_0_tile1(const void *group, const void *x, int64_t n, float *y,
+                                              int64_t ys, uint16_t rows)
+{
+    packed_group_tile(PLM_TYPE_Q5_0, group, x, n / PLM_QK, y, ys, rows, 1);
+}
+
 AVX512_FUNCTION static void packed_q8_0_tile4(const void *group, const void *x, int64_t n, float *y,
                                               int64_t ys, uint16_t rows)
 {
@@ -835,6 +859,7 @@ const struct plm_kernel *plm_avx512_kernel(int type)
 
 static const struct plm_packed_kernel packed_kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, packed_q4_0_tile4, packed_q4_0_tile1},
+    [PLM_TYPE_Q5_0] = {PLM_ACTIVATIONS_Q8, packed_q5_0_tile4, packed_q5_0_tile1},
     [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, packed_q8_0_tile4, packed_q8_0_tile1},
     [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, packed_q4_K_tile4, packed_q4_K_tile1},
 };

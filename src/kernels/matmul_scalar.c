@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/pack.h"
+#include "kernels/vector_clones.h"
 
 #include "tensor/types.h"
 
@@ -21,19 +22,11 @@
  * 32-element blocks too), 4 KiB of stack. */
 #define CHUNK 1024
 
-/* The attention's vector steps (plm_dot_f32, plm_axpy_f32) are compiled for
- * AVX2 and AVX-512 as well as the baseline, and the dynamic loader picks the
- * CPU's best: the baseline x86-64 build runs them 4 floats wide. The same
- * operations in each lane, in the same order and without fused
- * multiply-adds (C11 mode contracts none), so every version gives the same
- * bits. GCC only: clang 14 leaves the clones unresolved at link time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-VECTOR_CLONES float plm_dot_f32(const float *a, const float *b, int n)
+/* a . b over n floats. Eight interleaved partial sums: independent chains
+ * the compiler keeps in vector lanes without reordering any single sum,
+ * where one running sum would wait for the previous addition at every
+ * element. */
+VECTOR_CLONES static float dot_f32(const float *a, const float *b, int n)
 {
     float partial[8] = {0};
     int i = 0;
@@ -46,12 +39,6 @@ VECTOR_CLONES float plm_dot_f32(const float *a, const float *b, int n)
     for (; i < n; i++)
         sum += a[i] * b[i];
     return sum;
-}
-
-VECTOR_CLONES void plm_axpy_f32(float *y, float a, const float *x, int n)
-{
-    for (int i = 0; i < n; i++)
-        y[i] += a * x[i];
 }
 
 /* out[t * out_stride] = row . x[t] for each token t, x[t] being n floats at
@@ -67,7 +54,7 @@ static void dot_row_with_tokens(int type, const void *row, int64_t n, const floa
         /* start is a multiple of CHUNK, hence of the block size. */
         plm_dequantize_row(type, (const uint8_t *)row + plm_row_bytes(type, start), chunk, len);
         for (int t = 0; t < n_tokens; t++)
-            out[t * out_stride] += plm_dot_f32(chunk, x + t * n + start, len);
+            out[t * out_stride] += dot_f32(chunk, x + t * n + start, len);
     }
 }
 

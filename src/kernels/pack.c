@@ -13,6 +13,8 @@ int plm_packed_offset(int type)
     switch (type) {
     case PLM_TYPE_Q4_0:
         return 8;
+    case PLM_TYPE_Q5_0:
+        return 16;
     case PLM_TYPE_Q8_0:
         return 128;
     default:
@@ -25,6 +27,7 @@ static int64_t packed_block_size(int type)
 {
     switch (type) {
     case PLM_TYPE_Q4_0:
+    case PLM_TYPE_Q5_0:
     case PLM_TYPE_Q8_0:
         return PLM_QK;
     case PLM_TYPE_Q4_K:
@@ -58,6 +61,22 @@ static void pack_q4_0(const struct plm_block_q4_0 *block, int r, struct plm_pack
     scales->d[r] = block->d;
 }
 
+static void pack_q5_0(const struct plm_block_q5_0 *block, int r, struct plm_packed_q5_0 *quants,
+                      struct plm_packed_scales *scales)
+{
+    for (int g = 0; g < 4; g++)
+        memcpy(quants->qs[g][r], block->qs + 4 * g, 4);
+    uint32_t fifth_bits = (uint32_t)block->qh[0] | (uint32_t)block->qh[1] << 8 | (uint32_t)block->qh[2] << 16 |
+                          (uint32_t)block->qh[3] << 24;
+    for (int j = 0; j < 4; j++) {
+        uint8_t byte = 0;
+        for (int k = 0; k < 8; k++)
+            byte |= (uint8_t)(((fifth_bits >> (4 * k + j)) & 1) << k);
+        quants->qh[r][j] = byte;
+    }
+    scales->d[r] = block->d;
+}
+
 static void pack_q8_0(const struct plm_block_q8_0 *block, int r, struct plm_packed_q8_0 *quants,
                       struct plm_packed_scales *scales)
 {
@@ -77,6 +96,20 @@ static void unpack_q4_0(const struct plm_packed_q4_0 *quants, const struct plm_p
 {
     for (int g = 0; g < 4; g++)
         memcpy(block->qs + 4 * g, quants->qs[g][r], 4);
+    block->d = scales->d[r];
+}
+
+static void unpack_q5_0(const struct plm_packed_q5_0 *quants, const struct plm_packed_scales *scales,
+                        int r, struct plm_block_q5_0 *block)
+{
+    for (int g = 0; g < 4; g++)
+        memcpy(block->qs + 4 * g, quants->qs[g][r], 4);
+    uint32_t fifth_bits = 0;
+    for (int j = 0; j < 4; j++)
+        for (int k = 0; k < 8; k++)
+            fifth_bits |= (uint32_t)((quants->qh[r][j] >> k) & 1) << (4 * k + j);
+    for (int i = 0; i < 4; i++)
+        block->qh[i] = (uint8_t)(fifth_bits >> (8 * i));
     block->d = scales->d[r];
 }
 
@@ -137,6 +170,7 @@ static struct packed_geometry geometry(const struct plm_matrix *w)
 {
     const struct plm_type_traits *traits = plm_type_traits(w->type);
     const size_t block_bytes = w->type == PLM_TYPE_Q4_0 ? sizeof(struct plm_packed_q4_0)
+                             : w->type == PLM_TYPE_Q5_0 ? sizeof(struct plm_packed_q5_0)
                              : w->type == PLM_TYPE_Q8_0 ? sizeof(struct plm_packed_q8_0)
                                                         : sizeof(struct plm_packed_q4_K);
     return (struct packed_geometry){
@@ -160,6 +194,8 @@ static void pack_block(int type, const void *stored, int r, uint8_t *group, cons
     struct plm_packed_scales *scales = (struct plm_packed_scales *)(group + (size_t)geo->n_blocks * geo->block_bytes);
     if (type == PLM_TYPE_Q4_0)
         pack_q4_0(stored, r, packed, &scales[b]);
+    else if (type == PLM_TYPE_Q5_0)
+        pack_q5_0(stored, r, packed, &scales[b]);
     else if (type == PLM_TYPE_Q8_0)
         pack_q8_0(stored, r, packed, &scales[b]);
     else
@@ -175,6 +211,8 @@ static void unpack_block(int type, const uint8_t *group, int r, const struct pac
         (const struct plm_packed_scales *)(group + (size_t)geo->n_blocks * geo->block_bytes);
     if (type == PLM_TYPE_Q4_0)
         unpack_q4_0(packed, &scales[b], r, stored);
+    else if (type == PLM_TYPE_Q5_0)
+        unpack_q5_0(packed, &scales[b], r, stored);
     else if (type == PLM_TYPE_Q8_0)
         unpack_q8_0(packed, &scales[b], r, stored);
     else

@@ -21,9 +21,10 @@
  * flip Q8_0's top bits back.)
  *
  * A matrix of n_out rows becomes ceil(n_out / 16) groups of 16 rows, the last
- * padded with rows of zero scale. For Q4_0 and Q8_0, a group of rows with
- * n_blocks blocks of 32 is n_blocks quant blocks (struct plm_packed_q4_0 or
- * plm_packed_q8_0), then n_blocks scale blocks (struct plm_packed_scales):
+ * padded with rows of zero scale. For Q4_0, Q5_0 and Q8_0, a group of rows
+ * with n_blocks blocks of 32 is n_blocks quant blocks (struct plm_packed_q4_0,
+ * plm_packed_q5_0 or plm_packed_q8_0), then n_blocks scale blocks (struct
+ * plm_packed_scales):
  * the quants stay 64-byte aligned when the row has an even number of blocks,
  * and a group holds exactly the bytes of its 16 rows in the file. For Q4_K,
  * a group is one struct plm_packed_q4_K per super-block of 256: 2.8% more
@@ -46,6 +47,18 @@
 struct plm_packed_q4_0 {
     uint8_t qs[4][PLM_PACK_ROWS][4];
 };
+
+/* Block b of 16 Q5_0 rows: element e of row r is d * (q - 16), q in
+ * [0, 31] being its low 4 bits, nibble (e % 16 of) qs as in Q4_0, plus 16
+ * times its fifth bit. The fifth bits are arranged for the kernels, which
+ * build vector k (elements 4 k .. 4 k + 3 of each row, as Q4_0's nibbles)
+ * from bit k of qh: bit k of qh[r][j] is the fifth bit of element 4 k + j of
+ * row r. */
+struct plm_packed_q5_0 {
+    uint8_t qs[4][PLM_PACK_ROWS][4];
+    uint8_t qh[PLM_PACK_ROWS][4];
+};
+_Static_assert(sizeof(struct plm_packed_q5_0) % 64 == 0, "packed Q5_0 blocks keep 64-byte alignment");
 
 /* Block b of 16 Q8_0 rows. qs[g][r][k] is quant 4 g + k of row r plus 128
  * (offset 128). */
@@ -72,7 +85,8 @@ struct plm_packed_q4_K {
 };
 _Static_assert(sizeof(struct plm_packed_q4_K) % 64 == 0, "packed Q4_K blocks keep 64-byte alignment");
 
-/* The offset of the unsigned quants of packed Q4_0 (8) and Q8_0 (128). */
+/* The offset of the unsigned quants of packed Q4_0 (8), Q5_0 (16) and Q8_0
+ * (128). */
 int plm_packed_offset(int type);
 
 /* Bytes of one group of 16 rows of w packed. */

@@ -23,6 +23,8 @@ void plm_model_token_cost(const plm_model *m, int position, struct plm_token_cos
         /* The embedding is a lookup of one row, unless it doubles as the output. */
         bool read_whole = !embedding || m->output.data == t->data;
         cost->weight_bytes += read_whole ? t->nbytes : t->nbytes / (uint64_t)t->ne[1];
+        if (m->output.data == t->data)
+            cost->output_flops = 2 * n;
         if (read_whole && t->n_dims >= 2) {
             matrix_weights += n;
             if (is_block_quantized(t->type))

@@ -11,6 +11,7 @@
  */
 #include "engine/session.h"
 
+#include "model/attention.h"
 #include "tensor/types.h"
 
 #include <math.h>
@@ -69,11 +70,28 @@ static void matmul_chunk(void *arg, int chunk, int n_chunks, int thread)
     }
 }
 
+/* A chunk of the tokens' conversion to the kernels' format. */
+static void convert_chunk(void *arg, int chunk, int n_chunks, int thread)
+{
+    (void)thread;
+    const struct plm_activations *xq = arg;
+    int begin = (int)((int64_t)xq->n_tokens * chunk / n_chunks);
+    int end = (int)((int64_t)xq->n_tokens * (chunk + 1) / n_chunks);
+    plm_convert_activations(xq, begin, end);
+}
+
+/* x as w's kernels read it, in the session's scratch. The threads share a
+ * batch's conversion: on one thread it took a tenth of a prompt's time,
+ * while the others waited. One token is not worth a parallel step. */
 static struct plm_activations prepare(const struct plm_session *s, const struct plm_matrix *w, const float *x,
                                       int n_tokens)
 {
     struct plm_activations xq;
-    plm_prepare_activations(w, x, n_tokens, s->activations, s->activations_bytes, &xq);
+    plm_plan_activations(w, x, n_tokens, s->activations, s->activations_bytes, &xq);
+    if (n_tokens > 1 && xq.converted)
+        threadpool_run(s->pool, convert_chunk, &xq, chunk_count(s, n_tokens, 1));
+    else
+        plm_convert_activations(&xq, 0, n_tokens);
     return xq;
 }
 
@@ -163,34 +181,6 @@ static void rope_heads(const struct plm_session *s, float *vec, int n_heads)
     }
 }
 
-/* The row of `owner`'s key or value cache for a layer and position. The cache
- * functions take the session that owns the cache, which for a row of
- * plm_decode_sessions is not the one lending the scratch. */
-static uint8_t *cache_row(uint8_t *cache, const struct plm_session *owner, int layer, int pos)
-{
-    return cache + ((size_t)layer * owner->n_ctx + pos) * owner->kv_row_bytes;
-}
-
-/* Stores one token's keys or values in the owner's cache type. */
-static void cache_store(const struct plm_session *owner, uint8_t *row, const float *values)
-{
-    int64_t kv_dim = (int64_t)owner->model->hp.n_head_kv * owner->model->hp.head_dim;
-    if (owner->kv_type == PLM_TYPE_F32)
-        memcpy(row, values, (size_t)kv_dim * sizeof(float));
-    else
-        plm_quantize_row(owner->kv_type, values, row, kv_dim);
-}
-
-/* One head of a cached row as floats: in place for F32, else expanded into tmp. */
-static const float *cache_head(const struct plm_session *owner, const uint8_t *row, int head, float *tmp)
-{
-    int head_dim = owner->model->hp.head_dim;
-    if (owner->kv_type == PLM_TYPE_F32) /* the common case, for every position of every head */
-        return (const float *)row + (size_t)head * head_dim;
-    plm_dequantize_row(owner->kv_type, row + plm_row_bytes(owner->kv_type, (int64_t)head * head_dim), tmp, head_dim);
-    return tmp;
-}
-
 /* Queries, keys and values of the batch; each row's keys and values go into
  * its own session's cache at its position. */
 static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int layer,
@@ -216,103 +206,8 @@ static void attention_qkv(struct plm_session *s, const struct plm_layer *l, int 
         rope_angles(s, pos);
         rope_heads(s, s->q + (size_t)t * q_dim, hp->n_head);
         rope_heads(s, s->k + (size_t)t * kv_dim, hp->n_head_kv);
-        cache_store(owner, cache_row(owner->key_cache, owner, layer, pos), s->k + (size_t)t * kv_dim);
-        cache_store(owner, cache_row(owner->value_cache, owner, layer, pos), s->v + (size_t)t * kv_dim);
+        attention_store(owner, layer, pos, s->k + (size_t)t * kv_dim, s->v + (size_t)t * kv_dim);
     }
-}
-
-static void softmax(float *x, int n)
-{
-    float max = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > max)
-            max = x[i];
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    for (int i = 0; i < n; i++)
-        x[i] /= sum;
-}
-
-/* Causal attention of one query head of token t over the positions 0..pos of
- * its session's cache. Query head h reads key/value head h / (n_head /
- * n_head_kv). scores holds n_ctx floats and tmp head_dim, both private to the
- * thread. */
-static void attend(const struct plm_session *s, const struct batch_row *row, int layer, int t, int h,
-                   float *scores, float *tmp)
-{
-    const struct plm_hparams *hp = &s->model->hp;
-    const struct plm_session *owner = row->session;
-    int head_dim = hp->head_dim, q_dim = hp->n_head * head_dim;
-    int kv_head = h / (hp->n_head / hp->n_head_kv);
-    int pos = row->pos;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    const float *query = s->q + (size_t)t * q_dim + (size_t)h * head_dim;
-    for (int j = 0; j <= pos; j++) {
-        const float *key = cache_head(owner, cache_row(owner->key_cache, owner, layer, j), kv_head, tmp);
-        scores[j] = plm_dot_f32(query, key, head_dim) * scale;
-    }
-    softmax(scores, pos + 1);
-    float *out = s->attn_out + (size_t)t * q_dim + (size_t)h * head_dim;
-    memset(out, 0, head_dim * sizeof(float));
-    for (int j = 0; j <= pos; j++) {
-        const float *value = cache_head(owner, cache_row(owner->value_cache, owner, layer, j), kv_head, tmp);
-        plm_axpy_f32(out, scores[j], value, head_dim);
-    }
-}
-
-struct attention_job {
-    const struct plm_session *s;
-    const struct batch_row *rows;
-    int layer;
-    int n_tokens;
-    int64_t total_work; /* of all the items, as item_work counts it */
-};
-
-/* The work of one (token, head) item: the positions its query reads, plus
- * a fixed share for the rest (the softmax, the output row). */
-static int64_t item_work(const struct batch_row *row) { return row->pos + 1 + 16; }
-
-/* The first (token, head) item of chunk `chunk` of n_chunks, the items split
- * so that every chunk has about the same work: in a prompt the last tokens
- * read hundreds of positions and the first a few, so equal numbers of items
- * left one thread with three times the other's work. */
-static int first_item(const struct attention_job *job, int chunk, int n_chunks)
-{
-    int n_head = job->s->model->hp.n_head;
-    int64_t target = job->total_work * chunk / n_chunks, before = 0;
-    for (int t = 0; t < job->n_tokens; t++) {
-        int64_t work = item_work(&job->rows[t]);
-        if (before + work * n_head > target) /* the chunk starts within token t */
-            return t * n_head + (int)((target - before + work - 1) / work);
-        before += work * n_head;
-    }
-    return job->n_tokens * n_head;
-}
-
-/* A chunk of the (token, head) pairs, with the running thread's score buffer. */
-static void attention_chunk(void *arg, int chunk, int n_chunks, int thread)
-{
-    const struct attention_job *job = arg;
-    int n_head = job->s->model->hp.n_head;
-    float *scores = job->s->scores + (size_t)thread * job->s->n_ctx;
-    float *tmp = job->s->kv_head + (size_t)thread * job->s->model->hp.head_dim;
-    int begin = first_item(job, chunk, n_chunks), end = first_item(job, chunk + 1, n_chunks);
-    for (int i = begin; i < end; i++) {
-        int t = i / n_head;
-        attend(job->s, &job->rows[t], job->layer, t, i % n_head, scores, tmp);
-    }
-}
-
-static void attention(struct plm_session *s, int layer, const struct batch_row *rows, int n_tokens)
-{
-    int n_head = s->model->hp.n_head;
-    struct attention_job job = {s, rows, layer, n_tokens, 0};
-    for (int t = 0; t < n_tokens; t++)
-        job.total_work += item_work(&rows[t]) * n_head;
-    threadpool_run(s->pool, attention_chunk, &job, chunk_count(s, (int64_t)n_tokens * n_head, 1));
 }
 
 static void add_rows(float *x, const float *delta, size_t n)

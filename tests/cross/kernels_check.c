@@ -6,10 +6,12 @@
  * them: each output within float rounding of the float64 product with the
  * activations as the kernel sees them, and within the 8-bit activation
  * quantization's worst case of the scalar kernel; plus bit-identical results
- * for a token alone and in a batch.
+ * for a token alone and in a batch. And the attention kernels, whose NEON
+ * lanes must give the scalar loops' bits (tests/support/attention_check.c).
  *
  * Prints one line per type and exits 0 when everything matches, 1 otherwise.
  */
+#include "attention_check.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
@@ -202,6 +204,10 @@ int main(void)
             failures += bad != 0;
         }
     }
+    char why[256];
+    int attention_failures = attention_check(why, sizeof why);
+    printf("attention %s%s\n", attention_failures ? "FAIL: " : "ok", why);
+    failures += attention_failures != 0;
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
 }

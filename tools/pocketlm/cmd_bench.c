@@ -140,7 +140,9 @@ static int bench_threads(const struct bench_options *o, plm_model *model, int th
         } else {
             r->limit_kind = cost.quantized ? "peak int8 multiply-add rate" : "peak float multiply-add rate";
             r->machine_rate = cost.quantized ? limits.int8_ops : limits.float_ops;
-            r->limit = r->machine_rate / (double)cost.flops;
+            /* Only the prompt's last token goes through the output product. */
+            double flops = (double)(cost.flops - cost.output_flops) + (double)cost.output_flops / n;
+            r->limit = r->machine_rate / flops;
         }
     }
     free(rates);

@@ -1,0 +1,97 @@
+/*
+ * Attention's multiply-adds (see attention.h), written with the compiler's
+ * vector types (GCC and clang): a block_vector holds 16 floats, one per
+ * position of a block (scores) or per dimension of a head (outputs). Its
+ * operations are lane-wise, never a sum across lanes, so the versions for
+ * each instruction set (vector_clones.h) do the same arithmetic in each lane:
+ * AVX-512 in one register, AVX2 in two, the baseline and NEON in four. The
+ * lanes are the scalar twin.
+ *
+ * Four rows at a time: each lane's sum waits on its previous addition, so
+ * one row alone would leave the adders idle for most of every step; four
+ * independent rows fill them.
+ */
+#include "kernels/attention.h"
+
+#include "kernels/vector_clones.h"
+
+#include <string.h>
+
+#define BLOCK PLM_ATTENTION_BLOCK
+#define ROWS 4
+
+/* Copied in and out with memcpy: the rows are only float-aligned. */
+typedef float block_vector __attribute__((vector_size(BLOCK * sizeof(float))));
+
+/* Scores of n_rows (ROWS or 1: a constant once inlined) query rows. */
+static inline void score_rows(const float *queries, const int n_rows, int head_dim, const float *keys_t,
+                              float scale, float *scores)
+{
+    block_vector sum[ROWS] = {0};
+    for (int d = 0; d < head_dim; d++) {
+        block_vector keys;
+        memcpy(&keys, keys_t + d * BLOCK, sizeof keys);
+        for (int r = 0; r < n_rows; r++)
+            sum[r] += queries[r * head_dim + d] * keys;
+    }
+    for (int r = 0; r < n_rows; r++) {
+        block_vector scaled = sum[r] * scale;
+        memcpy(scores + r * BLOCK, &scaled, sizeof scaled);
+    }
+}
+
+VECTOR_CLONES void plm_attention_scores(const float *queries, int n_rows, int head_dim, const float *keys_t,
+                                        float scale, float *scores)
+{
+    int r = 0;
+    for (; r + ROWS <= n_rows; r += ROWS)
+        score_rows(queries + (size_t)r * head_dim, ROWS, head_dim, keys_t, scale, scores + (size_t)r * BLOCK);
+    for (; r < n_rows; r++)
+        score_rows(queries + (size_t)r * head_dim, 1, head_dim, keys_t, scale, scores + (size_t)r * BLOCK);
+}
+
+/* Dimensions [d0, d0 + 16) of the outputs of n_rows rows (ROWS or 1). */
+static inline void value_vectors(float *out, const int n_rows, int head_dim, int d0, const float *weights,
+                                 const float *values, size_t value_stride, int n_pos)
+{
+    block_vector sum[ROWS];
+    for (int r = 0; r < n_rows; r++)
+        memcpy(&sum[r], out + r * head_dim + d0, sizeof sum[r]);
+    for (int j = 0; j < n_pos; j++) {
+        block_vector value;
+        memcpy(&value, values + j * value_stride + d0, sizeof value);
+        for (int r = 0; r < n_rows; r++)
+            sum[r] += weights[r * BLOCK + j] * value;
+    }
+    for (int r = 0; r < n_rows; r++)
+        memcpy(out + r * head_dim + d0, &sum[r], sizeof sum[r]);
+}
+
+/* Dimension d of the outputs of n_rows rows: the same sums, one lane. */
+static void value_lane(float *out, int n_rows, int head_dim, int d, const float *weights, const float *values,
+                       size_t value_stride, int n_pos)
+{
+    for (int r = 0; r < n_rows; r++) {
+        float sum = out[r * head_dim + d];
+        for (int j = 0; j < n_pos; j++)
+            sum += weights[r * BLOCK + j] * values[j * value_stride + d];
+        out[r * head_dim + d] = sum;
+    }
+}
+
+VECTOR_CLONES void plm_attention_values(float *out, int n_rows, int head_dim, const float *weights,
+                                        const float *values, size_t value_stride, int n_pos)
+{
+    int d = 0;
+    for (; d + BLOCK <= head_dim; d += BLOCK) {
+        int r = 0;
+        for (; r + ROWS <= n_rows; r += ROWS)
+            value_vectors(out + (size_t)r * head_dim, ROWS, head_dim, d, weights + (size_t)r * BLOCK, values,
+                          value_stride, n_pos);
+        for (; r < n_rows; r++)
+            value_vectors(out + (size_t)r * head_dim, 1, head_dim, d, weights + (size_t)r * BLOCK, values,
+                          value_stride, n_pos);
+    }
+    for (; d < head_dim; d++)
+        value_lane(out, n_rows, head_dim, d, weights, values, value_stride, n_pos);
+}
