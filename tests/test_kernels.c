@@ -30,6 +30,7 @@
 #include "kernels/matmul_impl.h"
 #include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
+#include "kernels/swiglu.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
 
@@ -816,6 +817,42 @@ static void test_attention_matches_scalar_loops(void **state)
         fail_msg("%d attention kernel calls differ; first: %s", failures, why);
 }
 
+/* silu(g) * up within a few float roundings of the exact value, NaN and
+ * infinities as the formula gives them,
+ * each value the same alone (the one-lane path) as among 16 (the vector
+ * path). */
+static void test_swiglu(void **state)
+{
+    (void)state;
+    enum { N = 16 * 64 + 7 };
+    static float gate[N], up[N], result[N];
+    struct test_rng rng = {5};
+    for (int i = 0; i < N; i++) {
+        gate[i] = i < 16 ? (float[]){0.0f, -0.0f, 1e-30f, -1e-30f, 87.5f, -87.5f, 88.5f, -88.5f, 100.0f, -100.0f,
+                                     1e30f, -1e30f, INFINITY, -INFINITY, 0.5f, -0.5f}[i]
+                         : 40.0f * (rng_uniform(&rng) - 0.5f) * (i % 7 == 0 ? 5.0f : 1.0f);
+        up[i] = 2.0f * rng_uniform(&rng) - 1.0f;
+    }
+    gate[N - 1] = NAN;
+    memcpy(result, gate, sizeof result);
+    plm_swiglu(result, up, N);
+    for (int i = 0; i < N; i++) {
+        if (isnan(gate[i])) {
+            assert_true(isnan(result[i]));
+            continue;
+        }
+        double exact = (double)gate[i] / (1.0 + exp(-(double)gate[i])) * up[i];
+        /* Below g = -88, e^-g is clamped to e^88: silu is then under 1e-36
+         * either way. */
+        if (fabs(result[i] - exact) > 4e-7 * fabs(exact) + 1e-36)
+            fail_msg("swiglu(%.9g, %.9g) = %.9g, exactly %.9g", gate[i], up[i], result[i], exact);
+        float alone = gate[i];
+        plm_swiglu(&alone, &up[i], 1);
+        if (memcmp(&alone, &result[i], sizeof alone) != 0)
+            fail_msg("swiglu(%.9g) alone %.9g, among 16 %.9g", gate[i], alone, result[i]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], CHILD_FLAG) == 0)
@@ -823,6 +860,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activation_quantization),
         cmocka_unit_test(test_attention_matches_scalar_loops),
+        cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_activation_zeros_and_nan),
         cmocka_unit_test(test_checks_catch_one_wrong_block),
         cmocka_unit_test(test_kernels_match_scalar),

@@ -11,6 +11,7 @@
  */
 #include "engine/session.h"
 
+#include "kernels/swiglu.h"
 #include "model/attention.h"
 #include "tensor/types.h"
 
@@ -220,10 +221,7 @@ static void add_rows(float *x, const float *delta, size_t n)
 static void swiglu_rows(float *gate, const float *up, int n_tokens, int64_t n_ff, int64_t begin, int64_t end)
 {
     for (int t = 0; t < n_tokens; t++)
-        for (int64_t i = (int64_t)t * n_ff + begin; i < (int64_t)t * n_ff + end; i++) {
-            float g = gate[i];
-            gate[i] = g / (1.0f + expf(-g)) * up[i];
-        }
+        plm_swiglu(gate + (size_t)t * n_ff + begin, up + (size_t)t * n_ff + begin, end - begin);
 }
 
 /* The same rows of the gate and up products, then their SwiGLU: the
