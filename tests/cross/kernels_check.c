@@ -6,8 +6,9 @@
  * them: each output within float rounding of the float64 product with the
  * activations as the kernel sees them, and within the 8-bit activation
  * quantization's worst case of the scalar kernel; plus bit-identical results
- * for a token alone and in a batch. And the attention kernels, whose NEON
- * lanes must give the scalar loops' bits (tests/support/attention_check.c).
+ * for a token alone and in a batch. And the attention kernels and the
+ * SwiGLU, whose NEON lanes must give the scalar loops' bits
+ * (tests/support/attention_check.c, check_swiglu below).
  *
  * Prints one line per type and exits 0 when everything matches, 1 otherwise.
  */
@@ -15,6 +16,7 @@
 #include "kernels/matmul_impl.h"
 #include "kernels/pack.h"
 #include "kernels/quantize_activations.h"
+#include "kernels/swiglu.h"
 #include "tensor/quant_blocks.h"
 #include "tensor/types.h"
 
@@ -176,6 +178,31 @@ static int check_product(enum plm_isa isa, int type, int64_t n_in, int64_t n_out
     return bad;
 }
 
+/* The SwiGLU's vector lanes against its one-lane path (bit for bit) and the
+ * exact value (as test_kernels.c's test_swiglu); 1 on a mismatch. */
+static int check_swiglu(void)
+{
+    enum { N = 16 * 8 + 5 };
+    float gate[N], up[N], result[N];
+    for (int i = 0; i < N; i++) {
+        gate[i] = 10.0f * random_value();
+        up[i] = random_value();
+    }
+    memcpy(result, gate, sizeof result);
+    plm_swiglu(result, up, N);
+    for (int i = 0; i < N; i++) {
+        float alone = gate[i];
+        plm_swiglu(&alone, &up[i], 1);
+        double exact = (double)gate[i] / (1.0 + exp(-(double)gate[i])) * up[i];
+        if (memcmp(&alone, &result[i], sizeof alone) != 0 || fabs(result[i] - exact) > 4e-7 * fabs(exact) + 1e-36) {
+            printf("swiglu(%.9g, %.9g): %.9g among 16, %.9g alone, exactly %.9g\n", gate[i], up[i], result[i],
+                   alone, exact);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(void)
 {
     const enum plm_isa isa = plm_isa_choose(NULL);
@@ -208,6 +235,9 @@ int main(void)
     int attention_failures = attention_check(why, sizeof why);
     printf("attention %s%s\n", attention_failures ? "FAIL: " : "ok", why);
     failures += attention_failures != 0;
+    int swiglu_failures = check_swiglu();
+    printf("swiglu %s\n", swiglu_failures ? "FAIL" : "ok");
+    failures += swiglu_failures;
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
 }
