@@ -41,7 +41,7 @@ struct plm_session {
     float *rope_sin;
     float *logits;       /* after the last token   [n_vocab] */
     void *activations;   /* the input of the current matrix product as its kernel
-                            reads it (plm_prepare_activations) */
+                            reads it (plm_plan_activations) */
     size_t activations_bytes;
 
     /* Calibration sees every matrix product's input through this, called

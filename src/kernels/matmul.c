@@ -5,7 +5,8 @@
  * kernel for.
  *
  * For a SIMD kernel, the activations are prepared once per product
- * (plm_prepare_activations: quantized, if the kernel multiplies integers),
+ * (plm_plan_activations, plm_convert_activations: quantized, if the kernel
+ * multiplies integers),
  * then every weight row is dotted with the tokens a tile of PLM_TOKEN_TILE at
  * a time, the last few one by one, rows going by chunks that stay in cache
  * (plm_matmul_prepared, which threads call on their own rows). Each
@@ -290,12 +291,6 @@ void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix 
 {
     plan_activations(isa, w, x, n_tokens, scratch, scratch_bytes, out);
     plm_convert_activations(out, 0, n_tokens);
-}
-
-void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
-                             size_t scratch_bytes, struct plm_activations *out)
-{
-    plm_prepare_activations_with_isa(plm_matmul_isa(), w, x, n_tokens, scratch, scratch_bytes, out);
 }
 
 /* Weight bytes per chunk of rows (see plm_matmul_prepared): a fraction of

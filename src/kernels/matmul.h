@@ -48,23 +48,20 @@ struct plm_activations {
     void *converted;    /* the scratch data is converted into; NULL when x is read as it is */
 };
 
-/* Bytes of scratch plm_prepare_activations needs for n_tokens tokens of n_in
- * values, for weights of type; 0 when it needs none. */
+/* Bytes of scratch the activations of n_tokens tokens of n_in values need as
+ * the kernels for weights of type read them; 0 when they need none. */
 size_t plm_activations_bytes(int type, int64_t n_in, int n_tokens);
 /* The most plm_activations_bytes returns for any type. */
 size_t plm_activations_max_bytes(int64_t n_in, int n_tokens);
 
 /* Prepares x (n_tokens rows of w->n_in floats) for w, in scratch
- * (scratch_bytes long). x and scratch must outlive *out. With too little
- * scratch, the products fall back to the (slow) scalar kernel. */
-void plm_prepare_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
-                             size_t scratch_bytes, struct plm_activations *out);
-
-/* plm_prepare_activations in parts, so threads can share the conversion of
- * a prompt's tokens: plm_plan_activations sets *out up and converts no
- * token; then plm_convert_activations converts tokens [token_begin,
- * token_end), each of them once, before any product reads them. Parts may
- * be converted by different threads at once. */
+ * (scratch_bytes long), in two parts so that threads can share the
+ * conversion of a prompt's tokens: plm_plan_activations sets *out up and
+ * converts no token; plm_convert_activations then converts tokens
+ * [token_begin, token_end), and every token must be converted once before
+ * any product reads them (parts may be converted by different threads at
+ * once). x and scratch must outlive *out. With too little scratch, the
+ * products fall back to the (slow) scalar kernel. */
 void plm_plan_activations(const struct plm_matrix *w, const float *x, int n_tokens, void *scratch,
                           size_t scratch_bytes, struct plm_activations *out);
 void plm_convert_activations(const struct plm_activations *xq, int token_begin, int token_end);

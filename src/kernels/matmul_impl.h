@@ -111,8 +111,9 @@ size_t plm_packed_size_with_isa(enum plm_isa isa, const struct plm_matrix *w);
 void plm_matmul_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x, float *y,
                          int n_tokens);
 
-/* plm_activations_bytes and plm_prepare_activations for a given instruction
- * set, which must be available. For tests and benchmarks. */
+/* plm_activations_bytes, and plm_plan_activations with every token
+ * converted, for a given instruction set, which must be available. For
+ * tests and benchmarks. */
 size_t plm_activations_bytes_with_isa(enum plm_isa isa, int type, int64_t n_in, int n_tokens);
 void plm_prepare_activations_with_isa(enum plm_isa isa, const struct plm_matrix *w, const float *x,
                                       int n_tokens, void *scratch, size_t scratch_bytes,
