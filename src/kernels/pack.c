@@ -66,12 +66,10 @@ static void pack_q5_0(const struct plm_block_q5_0 *block, int r, struct plm_pack
 {
     for (int g = 0; g < 4; g++)
         memcpy(quants->qs[g][r], block->qs + 4 * g, 4);
-    uint32_t fifth_bits = (uint32_t)block->qh[0] | (uint32_t)block->qh[1] << 8 | (uint32_t)block->qh[2] << 16 |
-                          (uint32_t)block->qh[3] << 24;
     for (int j = 0; j < 4; j++) {
         uint8_t byte = 0;
         for (int k = 0; k < 8; k++)
-            byte |= (uint8_t)(((fifth_bits >> (4 * k + j)) & 1) << k);
+            byte |= (uint8_t)(plm_q5_fifth_bit(block->qh, 4 * k + j) << k);
         quants->qh[r][j] = byte;
     }
     scales->d[r] = block->d;
@@ -104,12 +102,12 @@ static void unpack_q5_0(const struct plm_packed_q5_0 *quants, const struct plm_p
 {
     for (int g = 0; g < 4; g++)
         memcpy(block->qs + 4 * g, quants->qs[g][r], 4);
-    uint32_t fifth_bits = 0;
+    memset(block->qh, 0, sizeof block->qh);
     for (int j = 0; j < 4; j++)
-        for (int k = 0; k < 8; k++)
-            fifth_bits |= (uint32_t)((quants->qh[r][j] >> k) & 1) << (4 * k + j);
-    for (int i = 0; i < 4; i++)
-        block->qh[i] = (uint8_t)(fifth_bits >> (8 * i));
+        for (int k = 0; k < 8; k++) { /* element e = 4 k + j goes to bit e % 8 of qh[e / 8] */
+            const int e = 4 * k + j;
+            block->qh[e / 8] |= (uint8_t)(((quants->qh[r][j] >> k) & 1) << (e % 8));
+        }
     block->d = scales->d[r];
 }
 

@@ -47,12 +47,10 @@ static void dequantize_q4_1(const struct plm_block_q4_1 *blocks, float *dst, int
 }
 
 /* The 5-bit quant j of a Q5_0/Q5_1 block: low nibble from qs, fifth bit from qh. */
-static int q5_quant(const uint8_t qs[PLM_QK / 2], const uint8_t qh_bytes[4], int j)
+static int q5_quant(const uint8_t qs[PLM_QK / 2], const uint8_t qh[4], int j)
 {
-    uint32_t qh = (uint32_t)qh_bytes[0] | (uint32_t)qh_bytes[1] << 8 |
-                  (uint32_t)qh_bytes[2] << 16 | (uint32_t)qh_bytes[3] << 24;
     int low = j < PLM_QK / 2 ? qs[j] & 0x0F : qs[j - PLM_QK / 2] >> 4;
-    return low | (int)((qh >> j) & 1) << 4;
+    return low | plm_q5_fifth_bit(qh, j) << 4;
 }
 
 static void dequantize_q5_0(const struct plm_block_q5_0 *blocks, float *dst, int64_t n_blocks)

@@ -150,6 +150,10 @@ static inline void plm_k_scale_min(const uint8_t packed[12], int s, uint8_t *sca
     }
 }
 
+/* The fifth bit of element j (0..31) of a Q5_0/Q5_1 block: bit j % 8 of
+ * qh[j / 8]. */
+static inline int plm_q5_fifth_bit(const uint8_t qh[4], int j) { return (qh[j / 8] >> (j % 8)) & 1; }
+
 /* Q3_K scale packing: the 6-bit scale s (0..15) as stored, before the -32. */
 static inline int plm_q3_K_scale(const uint8_t packed[12], int s)
 {
