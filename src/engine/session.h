@@ -62,8 +62,8 @@ struct batch_row {
 /* Runs the transformer over n_tokens <= PLM_BATCH tokens, token t at
  * rows[t].pos of rows[t].session (the caller has checked that the position
  * fits that session's context). Stores each token's keys and values in its
- * session's cache, and writes next-token logits: every row into `logits` when it is not NULL, else
- * the last row only, into s->logits. s lends its scratch, thread pool and
+ * session's cache, and writes next-token logits: every row into `logits`
+ * when it is not NULL, else the last row only, into s->logits. s lends its scratch, thread pool and
  * observe_matmul hook; the model is s's, which must be every row's. Changes
  * no n_past. */
 void forward_batch(struct plm_session *s, const int32_t *tokens, const struct batch_row *rows, int n_tokens,

@@ -28,7 +28,7 @@
  * tile size runs the same float operations per token, so a token gets
  * bit-identical results alone or in a batch.
  *
- * Q4_0, Q8_0 and Q4_K matrices repacked (kernels/pack.h) have kernels of
+ * Q4_0, Q5_0, Q8_0 and Q4_K matrices repacked (kernels/pack.h) have kernels of
  * their own, packed_group_tile and packed_q4_K_tile: 16 rows at once, each
  * vpdpbusd multiplying 4 quants of every row by 4 of a token's activations
  * broadcast to all lanes. With no horizontal sums and one scale load for 16

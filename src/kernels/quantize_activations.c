@@ -48,8 +48,9 @@ static inline __attribute__((always_inline)) float quantize_block(const float *r
         finite &= lane_finite[k];
     }
     if (!finite || max < TINY_BLOCK_MAX) {
-        /* NaN or infinity: zero quants and a non-finite scale turn every dot
-         * product with this block into NaN, as the float path would. */
+        /* Zero quants. With a NaN or infinity, a non-finite scale turns
+         * every dot product with this block into NaN, as the float path
+         * would; a block of near-zeros gets scale 0. */
         for (int i = 0; i < n; i++)
             q[i] = 0;
         for (int g = 0; g < n / 16; g++)
