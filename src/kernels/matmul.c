@@ -14,7 +14,8 @@
  * gets bit-identical results alone or in a batch.
  *
  * A matrix repacked for the kernels (w->packed, kernels/pack.h) runs its instruction
- * set's packed kernel instead, 16 rows at a time, when there is one.
+ * set's packed kernel instead, 16 rows at a time, when there is one, with
+ * the kernel's own tile of tokens (8 on AVX-512, 4 on ARM64).
  */
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
@@ -326,9 +327,9 @@ static void matmul_packed(const struct plm_matrix *w, const struct plm_activatio
     for (int64_t first = row_begin / PLM_PACK_ROWS; first < group_end; first += chunk_groups) {
         const int64_t end = first + chunk_groups < group_end ? first + chunk_groups : group_end;
         int t = 0;
-        for (; t + PLM_TOKEN_TILE <= xq->n_tokens; t += PLM_TOKEN_TILE)
+        for (; t + kernel->tile_tokens <= xq->n_tokens; t += kernel->tile_tokens)
             for (int64_t g = first; g < end; g++)
-                kernel->tile4(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
+                kernel->tile(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
                               w->n_in, y + (size_t)t * (size_t)n_out + g * PLM_PACK_ROWS, n_out,
                               group_rows(g, row_begin, row_end));
         for (; t < xq->n_tokens; t++)

@@ -51,15 +51,18 @@ struct plm_kernel {
     plm_row_tile_fn *tile1;
 };
 
-/* The same for a group of PLM_PACK_ROWS packed rows (kernels/pack.h): y[t *
- * y_stride + r] = row r . x_t for the rows r whose bit is set in `rows`; no
- * other element of y is written. */
+/* The same for a group of PLM_PACK_ROWS packed rows (kernels/pack.h) and a
+ * tile of tile_tokens tokens (for `tile`) or one (for tile1): y[t * y_stride
+ * + r] = row r . x_t for the rows r whose bit is set in `rows`; no other
+ * element of y is written. A packed kernel's tile size is its own: with 16
+ * rows per vector instead of one, its accumulators take fewer registers. */
 typedef void plm_group_tile_fn(const void *group, const void *x, int64_t n_in, float *y,
                                int64_t y_stride, uint16_t rows);
 
 struct plm_packed_kernel {
     enum plm_activation_format activations;
-    plm_group_tile_fn *tile4;
+    int tile_tokens;
+    plm_group_tile_fn *tile;
     plm_group_tile_fn *tile1;
 };
 

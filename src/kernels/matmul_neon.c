@@ -728,16 +728,16 @@ static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
 
 #if HAVE_DOTPROD_KERNELS
 static const struct plm_packed_kernel packed_kernels[PLM_TYPE_COUNT] = {
-    [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, packed_q4_0_tile4, packed_q4_0_tile1},
-    [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, packed_q8_0_tile4, packed_q8_0_tile1},
-    [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, packed_q4_K_tile4, packed_q4_K_tile1},
+    [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, PLM_TOKEN_TILE, packed_q4_0_tile4, packed_q4_0_tile1},
+    [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, PLM_TOKEN_TILE, packed_q8_0_tile4, packed_q8_0_tile1},
+    [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, PLM_TOKEN_TILE, packed_q4_K_tile4, packed_q4_K_tile1},
 };
 #endif
 
 const struct plm_packed_kernel *plm_neon_packed_kernel(int type, bool has_dotprod)
 {
 #if HAVE_DOTPROD_KERNELS
-    if (has_dotprod && type >= 0 && type < PLM_TYPE_COUNT && packed_kernels[type].tile4)
+    if (has_dotprod && type >= 0 && type < PLM_TYPE_COUNT && packed_kernels[type].tile)
         return &packed_kernels[type];
 #endif
     (void)type;
