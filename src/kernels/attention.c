@@ -13,6 +13,7 @@
  */
 #include "kernels/attention.h"
 
+#include "kernels/exp_lanes.h"
 #include "kernels/vector_clones.h"
 
 #include <string.h>
@@ -94,4 +95,26 @@ VECTOR_CLONES void plm_attention_values(float *out, int n_rows, int head_dim, co
     }
     for (; d < head_dim; d++)
         value_lane(out, n_rows, head_dim, d, weights, values, value_stride, n_pos);
+}
+
+VECTOR_CLONES void plm_attention_softmax(float *scores, int n, float *max, float *sum, float *out, int head_dim)
+{
+    float block_max = scores[0];
+    for (int j = 1; j < n; j++)
+        if (scores[j] > block_max)
+            block_max = scores[j];
+    if (block_max > *max) {
+        float rescale = exp_lane(*max - block_max); /* e^-87, not 0, at the first block: out and sum are 0 */
+        *sum *= rescale;
+        for (int d = 0; d < head_dim; d++)
+            out[d] *= rescale;
+        *max = block_max;
+    }
+    block_vector weights;
+    memcpy(&weights, scores, sizeof weights);
+    weights -= *max;
+    exp_lanes(&weights);
+    memcpy(scores, &weights, sizeof weights);
+    for (int j = 0; j < n; j++)
+        *sum += scores[j];
 }

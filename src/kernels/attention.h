@@ -30,4 +30,12 @@ void plm_attention_scores(const float *queries, int n_rows, int head_dim, const 
 void plm_attention_values(float *out, int n_rows, int head_dim, const float *weights, const float *values,
                           size_t value_stride, int n_pos);
 
+/* Folds the first n of a row's PLM_ATTENTION_BLOCK scores into its running
+ * softmax: all the block's scores become weights e^(score - max), max being
+ * the largest of the row's first n scores so far, and the first n weights
+ * are added to *sum. When the block raises the max, *sum and the head_dim
+ * outputs so far are scaled down to it. (Start a row with *max = -infinity
+ * and *sum = 0.) */
+void plm_attention_softmax(float *scores, int n, float *max, float *sum, float *out, int head_dim);
+
 #endif

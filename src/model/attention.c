@@ -127,28 +127,6 @@ static const float *load_values(const struct plm_session *owner, int layer, int 
     return w->values;
 }
 
-/* Folds n scores of a block into a row's running softmax: they become
- * weights exp(score - max), max being the largest score so far. When the
- * block raises the max, the sum and the output so far are scaled down to it. */
-static void softmax_block(float *scores, int n, float *max, float *sum, float *out, int head_dim)
-{
-    float block_max = scores[0];
-    for (int j = 1; j < n; j++)
-        if (scores[j] > block_max)
-            block_max = scores[j];
-    if (block_max > *max) {
-        float rescale = expf(*max - block_max); /* 0 at the first block, whose max is -inf */
-        *sum *= rescale;
-        for (int d = 0; d < head_dim; d++)
-            out[d] *= rescale;
-        *max = block_max;
-    }
-    for (int j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - *max);
-        *sum += scores[j];
-    }
-}
-
 /* Where token t's query heads of group kv_head start, in q or attn_out. */
 static size_t group_offset(const struct plm_hparams *hp, int t, int kv_head)
 {
@@ -188,7 +166,8 @@ static void attend_tile(const struct plm_session *s, const struct batch_row *row
             float *weights = w->scores + (size_t)i * group * BLOCK;
             for (int h = 0; h < group; h++) {
                 int r = i * group + h;
-                softmax_block(weights + h * BLOCK, n_read, &w->max[r], &w->sum[r], out + h * head_dim, head_dim);
+                plm_attention_softmax(weights + h * BLOCK, n_read, &w->max[r], &w->sum[r], out + h * head_dim,
+                                      head_dim);
             }
             plm_attention_values(out, group, head_dim, weights, values, stride, n_read);
         }

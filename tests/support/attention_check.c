@@ -1,6 +1,9 @@
 #include "attention_check.h"
 
 #include "kernels/attention.h"
+#include "kernels/exp_lanes.h"
+
+#include <math.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -82,6 +85,61 @@ static int check_values(int head_dim, int n_rows, int n_pos, char *why, size_t w
     return bad >= 0;
 }
 
+/* The running softmax of one row from a running max of `max_before`
+ * (-infinity: the row's first block), against the same steps one lane at a
+ * time, bit for bit, and against expf within 4e-7. */
+static int check_softmax(int head_dim, int n, float max_before, char *why, size_t why_size)
+{
+    float *scores = random_floats(BLOCK), *want = malloc(BLOCK * sizeof *want);
+    float *out = random_floats((size_t)head_dim), *want_out = malloc((size_t)head_dim * sizeof *want_out);
+    if (!want || !want_out)
+        exit(2);
+    for (int j = 0; j < BLOCK; j++)
+        scores[j] *= 20.0f;
+    float max = max_before, sum = isinf(max_before) ? 0.0f : 3.5f, want_max = max, want_sum = sum;
+    if (isinf(max_before))
+        memset(out, 0, (size_t)head_dim * sizeof *out);
+    memcpy(want, scores, BLOCK * sizeof *want);
+    memcpy(want_out, out, (size_t)head_dim * sizeof *want_out);
+
+    plm_attention_softmax(scores, n, &max, &sum, out, head_dim);
+    float block_max = want[0];
+    for (int j = 1; j < n; j++)
+        block_max = want[j] > block_max ? want[j] : block_max;
+    if (block_max > want_max) {
+        float rescale = exp_lane(want_max - block_max);
+        want_sum *= rescale;
+        for (int d = 0; d < head_dim; d++)
+            want_out[d] *= rescale;
+        want_max = block_max;
+    }
+    float exact[BLOCK];
+    for (int j = 0; j < BLOCK; j++) {
+        exact[j] = expf(want[j] - want_max);
+        want[j] = exp_lane(want[j] - want_max);
+    }
+    for (int j = 0; j < n; j++)
+        want_sum += want[j];
+
+    long bad = first_difference(scores, want, BLOCK), bad_out = first_difference(out, want_out, (size_t)head_dim);
+    int failed = 1;
+    if (bad >= 0)
+        snprintf(why, why_size, "softmax, %d scores, max %g before: weight %ld is %.9g, the loop gives %.9g", n,
+                 max_before, bad, scores[bad], want[bad]);
+    else if (bad_out >= 0 || memcmp(&sum, &want_sum, sizeof sum) || memcmp(&max, &want_max, sizeof max))
+        snprintf(why, why_size, "softmax, %d scores, max %g before: sum %.9g, max %.9g, output %ld differ from the loop's",
+                 n, max_before, sum, max, bad_out);
+    else
+        failed = 0;
+    for (int j = 0; j < n && !failed; j++)
+        if (fabsf(scores[j] - exact[j]) > 4e-7f * exact[j] + 1e-37f) {
+            snprintf(why, why_size, "softmax: weight %d is %.9g, expf gives %.9g", j, scores[j], exact[j]);
+            failed = 1;
+        }
+    free(scores), free(want), free(out), free(want_out);
+    return failed;
+}
+
 /* Keeps the first failure's message. */
 static void count(int failed, const char *message, int *failures, char *why, size_t why_size)
 {
@@ -103,5 +161,12 @@ int attention_check(char *why, size_t why_size)
                 count(failed, message, &failures, why, why_size);
             }
         }
+    const float maxes_before[] = {-INFINITY, -30.0f, 0.0f, 30.0f};
+    for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++)
+        for (size_t p = 0; p < sizeof position_counts / sizeof position_counts[0]; p++)
+            for (size_t m = 0; m < sizeof maxes_before / sizeof maxes_before[0]; m++) {
+                int failed = check_softmax(head_dims[h], position_counts[p], maxes_before[m], message, sizeof message);
+                count(failed, message, &failures, why, why_size);
+            }
     return failures;
 }
