@@ -16,6 +16,8 @@
 #include "kernels/exp_lanes.h"
 #include "kernels/vector_clones.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define BLOCK PLM_ATTENTION_BLOCK
@@ -97,24 +99,73 @@ VECTOR_CLONES void plm_attention_values(float *out, int n_rows, int head_dim, co
         value_lane(out, n_rows, head_dim, d, weights, values, value_stride, n_pos);
 }
 
+typedef int32_t block_ints __attribute__((vector_size(BLOCK * sizeof(int32_t))));
+typedef float half_vector __attribute__((vector_size(BLOCK / 2 * sizeof(float))));
+typedef float quarter_vector __attribute__((vector_size(BLOCK / 4 * sizeof(float))));
+typedef float pair_vector __attribute__((vector_size(2 * sizeof(float))));
+
+/* The lanes before n: all ones there, zeros after. */
+static void first_lanes(int n, block_ints *keep)
+{
+    const block_ints lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    *keep = lane < n;
+}
+
+/* *a = the larger of *a and *b in each lane. */
+static void keep_larger(block_vector *a, const block_vector *b)
+{
+    block_ints b_larger = *b > *a;
+    *a = (block_vector)(((block_ints)*a & ~b_larger) | ((block_ints)*b & b_larger));
+}
+
+/* The largest of the first n of a block's scores and the sum of the first n
+ * weights, by halving trees in registers: lanes j and j + 8, then j + 4, j +
+ * 2, j + 1 (16 dependent additions through memory took over a third of the
+ * softmax's time). The lanes past n take -infinity or 0. */
+static float block_max(const float *scores, int n)
+{
+    block_vector v, minus_infinity = (block_vector){0} - INFINITY;
+    memcpy(&v, scores, sizeof v);
+    block_ints keep;
+    first_lanes(n, &keep);
+    v = (block_vector)(((block_ints)v & keep) | ((block_ints)minus_infinity & ~keep));
+    block_vector high = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    keep_larger(&v, &high);
+    high = __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3);
+    keep_larger(&v, &high);
+    high = __builtin_shufflevector(v, v, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1);
+    keep_larger(&v, &high);
+    high = __builtin_shufflevector(v, v, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+    keep_larger(&v, &high);
+    return v[0];
+}
+
+static float block_sum(const block_vector *weights, int n)
+{
+    block_ints keep;
+    first_lanes(n, &keep);
+    block_vector v = (block_vector)((block_ints)*weights & keep);
+    half_vector h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                    __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    quarter_vector q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+    pair_vector p = __builtin_shufflevector(q, q, 0, 1) + __builtin_shufflevector(q, q, 2, 3);
+    return p[0] + p[1];
+}
+
 VECTOR_CLONES void plm_attention_softmax(float *scores, int n, float *max, float *sum, float *out, int head_dim)
 {
-    float block_max = scores[0];
-    for (int j = 1; j < n; j++)
-        if (scores[j] > block_max)
-            block_max = scores[j];
-    if (block_max > *max) {
-        float rescale = exp_lane(*max - block_max); /* e^-87, not 0, at the first block: out and sum are 0 */
+    float new_max = block_max(scores, n);
+    if (new_max > *max) {
+        float rescale = exp_lane(*max - new_max); /* e^-87, not 0, at the first block: out and sum are 0 */
         *sum *= rescale;
         for (int d = 0; d < head_dim; d++)
             out[d] *= rescale;
-        *max = block_max;
+        *max = new_max;
     }
     block_vector weights;
     memcpy(&weights, scores, sizeof weights);
     weights -= *max;
     exp_lanes(&weights);
     memcpy(scores, &weights, sizeof weights);
-    for (int j = 0; j < n; j++)
-        *sum += scores[j];
+    *sum += block_sum(&weights, n);
 }

@@ -103,7 +103,7 @@ static int check_softmax(int head_dim, int n, float max_before, char *why, size_
     memcpy(want_out, out, (size_t)head_dim * sizeof *want_out);
 
     plm_attention_softmax(scores, n, &max, &sum, out, head_dim);
-    float block_max = want[0];
+    float block_max = want[0]; /* the max is exact in any order */
     for (int j = 1; j < n; j++)
         block_max = want[j] > block_max ? want[j] : block_max;
     if (block_max > want_max) {
@@ -118,8 +118,13 @@ static int check_softmax(int head_dim, int n, float max_before, char *why, size_
         exact[j] = expf(want[j] - want_max);
         want[j] = exp_lane(want[j] - want_max);
     }
-    for (int j = 0; j < n; j++)
-        want_sum += want[j];
+    float tree[BLOCK]; /* the sum: lanes j and j + 8, then j + 4, ... */
+    for (int j = 0; j < BLOCK; j++)
+        tree[j] = j < n ? want[j] : 0.0f;
+    for (int width = BLOCK / 2; width >= 1; width /= 2)
+        for (int j = 0; j < width; j++)
+            tree[j] += tree[j + width];
+    want_sum += tree[0];
 
     long bad = first_difference(scores, want, BLOCK), bad_out = first_difference(out, want_out, (size_t)head_dim);
     int failed = 1;
