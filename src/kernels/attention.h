@@ -33,10 +33,9 @@ void plm_attention_values(float *out, int n_rows, int head_dim, const float *wei
 /* Folds the first n of a row's PLM_ATTENTION_BLOCK scores into its running
  * softmax: all the block's scores become weights e^(score - max), max being
  * the largest of the row's first n scores so far, and the sum of the first n
- * weights (halving tree: lanes j and j + 8, then j + 4, ...) is added to
- * *sum. When the block raises the max, *sum and the head_dim
- * outputs so far are scaled down to it. (Start a row with *max = -infinity
- * and *sum = 0.) */
+ * weights (a halving tree: lanes j and j + 8, then j + 4, ...) is added to
+ * *sum. When the block raises the max, *sum and the head_dim outputs so far
+ * are scaled down to it. A row starts with *max = -infinity and *sum = 0. */
 void plm_attention_softmax(float *scores, int n, float *max, float *sum, float *out, int head_dim);
 
 #endif

@@ -330,8 +330,8 @@ static void matmul_packed(const struct plm_matrix *w, const struct plm_activatio
         for (; t + kernel->tile_tokens <= xq->n_tokens; t += kernel->tile_tokens)
             for (int64_t g = first; g < end; g++)
                 kernel->tile(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
-                              w->n_in, y + (size_t)t * (size_t)n_out + g * PLM_PACK_ROWS, n_out,
-                              group_rows(g, row_begin, row_end));
+                             w->n_in, y + (size_t)t * (size_t)n_out + g * PLM_PACK_ROWS, n_out,
+                             group_rows(g, row_begin, row_end));
         for (; t < xq->n_tokens; t++)
             for (int64_t g = first; g < end; g++)
                 kernel->tile1(groups + (size_t)g * group_bytes, activations + (size_t)t * token_bytes,
