@@ -562,10 +562,10 @@ NEON_INLINE float32x4_t quad_halves(const uint16_t *halves)
     return vcvt_f32_f16(h);
 }
 
-/* Quad q of block b of a packed Q4_0 or Q8_0 group, as signed quants: k-th
- * vector = elements 4 k .. 4 k + 3 of the 4 rows. Q4_0's nibbles stay
- * unsigned (0..15, the offset of 8 is taken off later); Q8_0's quants + 128
- * get their top bit flipped back. */
+/* Quad q of block b of a packed Q4_0, Q5_0 or Q8_0 group, as signed quants:
+ * k-th vector = elements 4 k .. 4 k + 3 of the 4 rows. Q4_0's nibbles and
+ * Q5_0's 5-bit quants stay unsigned (0..15 and 0..31, the offset of 8 or 16
+ * is taken off later); Q8_0's quants + 128 get their top bit flipped back. */
 NEON_INLINE void packed_quad_quants(int type, const uint8_t *quants, int q, int8x16_t w[8])
 {
     if (type == PLM_TYPE_Q8_0) {
@@ -573,23 +573,36 @@ NEON_INLINE void packed_quad_quants(int type, const uint8_t *quants, int q, int8
             w[k] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(quants + 64 * k + 16 * q), vdupq_n_u8(0x80)));
         return;
     }
+    uint8x16_t nibbles[8];
     for (int k = 0; k < 4; k++) {
         const uint8x16_t bytes = vld1q_u8(quants + 64 * k + 16 * q);
-        w[k] = vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(0x0F)));
-        w[k + 4] = vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4));
+        nibbles[k] = vandq_u8(bytes, vdupq_n_u8(0x0F));
+        nibbles[k + 4] = vshrq_n_u8(bytes, 4);
     }
+    if (type == PLM_TYPE_Q5_0) {
+        /* Vector k's fifth bits are bit k of the quad's 16 bytes of qh (4
+         * rows of 4), moved to bit 4 (a negative shift goes right). */
+        const uint8x16_t fifth_bits = vld1q_u8(((const struct plm_packed_q5_0 *)quants)->qh[4 * q]);
+        for (int k = 0; k < 8; k++) {
+            const uint8x16_t moved = vshlq_u8(fifth_bits, vdupq_n_s8((int8_t)(4 - k)));
+            nibbles[k] = vorrq_u8(nibbles[k], vandq_u8(moved, vdupq_n_u8(0x10)));
+        }
+    }
+    for (int k = 0; k < 8; k++)
+        w[k] = vreinterpretq_s8_u8(nibbles[k]);
 }
 
-/* Quad q (rows 4 q .. 4 q + 3) of a packed Q4_0 or Q8_0 group against a tile
- * of tokens: d_w * d_x * dot per block, less 8 * d_w * (the block's
- * activation sum) for Q4_0's unsigned nibbles. Every tile size runs the same
- * operations per token. */
+/* Quad q (rows 4 q .. 4 q + 3) of a packed Q4_0, Q5_0 or Q8_0 group against
+ * a tile of tokens: d_w * d_x * dot per block, less offset * d_w * (the
+ * block's activation sum) for Q4_0's and Q5_0's unsigned quants. Every tile
+ * size runs the same operations per token. */
 DOTPROD_INLINE void packed_legacy_quad(int type, const uint8_t *group, int q, const struct plm_act_q8 *x,
                                        int64_t n_blocks, float *y, int64_t y_stride, unsigned rows,
                                        const int tile_tokens)
 {
-    const size_t quant_bytes = type == PLM_TYPE_Q4_0 ? sizeof(struct plm_packed_q4_0)
-                                                     : sizeof(struct plm_packed_q8_0);
+    const size_t quant_bytes = type == PLM_TYPE_Q4_0   ? sizeof(struct plm_packed_q4_0)
+                               : type == PLM_TYPE_Q5_0 ? sizeof(struct plm_packed_q5_0)
+                                                       : sizeof(struct plm_packed_q8_0);
     const struct plm_packed_scales *scales =
         (const struct plm_packed_scales *)(group + (size_t)n_blocks * quant_bytes);
     float32x4_t acc[PLM_TOKEN_TILE], offset_acc[PLM_TOKEN_TILE];
@@ -602,12 +615,12 @@ DOTPROD_INLINE void packed_legacy_quad(int type, const uint8_t *group, int q, co
         for (int t = 0; t < tile_tokens; t++) {
             const struct plm_act_q8 *xb = &x[t * n_blocks + b];
             acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(quad_dot_32(w, xb->qs)), vmulq_n_f32(d, xb->d));
-            if (type == PLM_TYPE_Q4_0)
+            if (type != PLM_TYPE_Q8_0)
                 offset_acc[t] = vfmaq_n_f32(offset_acc[t], d, xb->sum);
         }
     }
     for (int t = 0; t < tile_tokens; t++) {
-        if (type == PLM_TYPE_Q4_0)
+        if (type != PLM_TYPE_Q8_0)
             acc[t] = vfmsq_n_f32(acc[t], offset_acc[t], (float)plm_packed_offset(type));
         store_quad(y + t * y_stride + 4 * q, acc[t], rows >> (4 * q));
     }
@@ -678,6 +691,20 @@ DOTPROD_FUNCTION static void packed_q4_0_tile1(const void *group, const void *x,
         packed_legacy_quad(PLM_TYPE_Q4_0, group, q, x, n / PLM_QK, y, ys, rows, 1);
 }
 
+DOTPROD_FUNCTION static void packed_q5_0_tile4(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q5_0, group, q, x, n / PLM_QK, y, ys, rows, PLM_TOKEN_TILE);
+}
+
+DOTPROD_FUNCTION static void packed_q5_0_tile1(const void *group, const void *x, int64_t n, float *y,
+                                               int64_t ys, uint16_t rows)
+{
+    for (int q = 0; q < 4; q++)
+        packed_legacy_quad(PLM_TYPE_Q5_0, group, q, x, n / PLM_QK, y, ys, rows, 1);
+}
+
 DOTPROD_FUNCTION static void packed_q8_0_tile4(const void *group, const void *x, int64_t n, float *y,
                                                int64_t ys, uint16_t rows)
 {
@@ -729,6 +756,7 @@ static const struct plm_kernel kernels[PLM_TYPE_COUNT] = {
 #if HAVE_DOTPROD_KERNELS
 static const struct plm_packed_kernel packed_kernels[PLM_TYPE_COUNT] = {
     [PLM_TYPE_Q4_0] = {PLM_ACTIVATIONS_Q8, PLM_TOKEN_TILE, packed_q4_0_tile4, packed_q4_0_tile1},
+    [PLM_TYPE_Q5_0] = {PLM_ACTIVATIONS_Q8, PLM_TOKEN_TILE, packed_q5_0_tile4, packed_q5_0_tile1},
     [PLM_TYPE_Q8_0] = {PLM_ACTIVATIONS_Q8, PLM_TOKEN_TILE, packed_q8_0_tile4, packed_q8_0_tile1},
     [PLM_TYPE_Q4_K] = {PLM_ACTIVATIONS_Q8_K, PLM_TOKEN_TILE, packed_q4_K_tile4, packed_q4_K_tile1},
 };

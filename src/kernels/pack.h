@@ -17,8 +17,8 @@
  * the signed one, so the activations stay signed and the quants are stored
  * unsigned, with an offset: weight = d * (quant - offset). The kernel
  * subtracts offset * d * (sum of the token's block) once per block. (ARM's
- * SDOT is signed by signed: its kernels take Q4_0's nibbles as they are and
- * flip Q8_0's top bits back.)
+ * SDOT is signed by signed: its kernels take Q4_0's and Q5_0's quants as
+ * they are and flip Q8_0's top bits back.)
  *
  * A matrix of n_out rows becomes ceil(n_out / 16) groups of 16 rows, the last
  * padded with rows of zero scale. For Q4_0, Q5_0 and Q8_0, a group of rows

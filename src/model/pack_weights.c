@@ -1,7 +1,7 @@
 /*
  * Weight matrices repacked, once per model, for kernels that read an
  * interleaved layout (kernels/pack.h; AVX-512 VNNI and ARM64 NEON with the
- * dot-product extension, for Q4_0, Q8_0 and Q4_K).
+ * dot-product extension, for Q4_0, Q5_0, Q8_0 and Q4_K).
  *
  * The packed copies replace the mapped rows, so the mapped pages they were
  * made from are dropped from memory once copied: the model stays at about
