@@ -1,11 +1,12 @@
 /*
- * Attention's multiply-adds (see attention.h), written with the compiler's
- * vector types (GCC and clang): a block_vector holds 16 floats, one per
- * position of a block (scores) or per dimension of a head (outputs). Its
- * operations are lane-wise, never a sum across lanes, so the versions for
- * each instruction set (vector_clones.h) do the same arithmetic in each lane:
- * AVX-512 in one register, AVX2 in two, the baseline and NEON in four. The
- * lanes are the scalar twin.
+ * Attention's multiply-adds and softmax (see attention.h), written with the
+ * compiler's vector types (GCC and clang): a block_vector holds 16 floats,
+ * one per position of a block (scores, weights) or per dimension of a head
+ * (outputs). The multiply-adds are lane-wise, never a sum across lanes; the
+ * softmax's max and sum across a block's lanes go by a fixed halving tree.
+ * So the versions for each instruction set (vector_clones.h) do the same
+ * arithmetic in each lane: AVX-512 in one register, AVX2 in two, the
+ * baseline and NEON in four. The lanes are the scalar twin.
  *
  * Four rows at a time: each lane's sum waits on its previous addition, so
  * one row alone would leave the adders idle for most of every step; four

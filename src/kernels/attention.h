@@ -1,13 +1,14 @@
 /*
  * The arithmetic of attention, one block of PLM_ATTENTION_BLOCK cached
  * positions at a time, for several query rows at once (the query heads that
- * share a key-value head, for a tile of tokens). The forward pass
- * (model/forward.c) fetches the blocks from the cache and keeps the running
- * softmax; these steps do the multiply-adds.
+ * share a key-value head, for a tile of tokens). The model's attention
+ * (model/attention.c) fetches the blocks from the cache and keeps each row's
+ * running max and sum; these steps do the multiply-adds and the softmax.
  *
- * Every score and every output element is one sum in a fixed order (of
- * dimensions for a score, of positions for an output), whichever rows share
- * a call: a token gets the same bits alone or in a prompt.
+ * Every score, weight sum and output element is one sum in a fixed order
+ * (of dimensions for a score, of a block's lanes for a weight sum, of
+ * positions for an output), whichever rows share a call: a token gets the
+ * same bits alone or in a prompt.
  */
 #ifndef PLM_KERNELS_ATTENTION_H
 #define PLM_KERNELS_ATTENTION_H

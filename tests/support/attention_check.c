@@ -4,7 +4,6 @@
 #include "kernels/exp_lanes.h"
 
 #include <math.h>
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
